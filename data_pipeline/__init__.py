@@ -1,0 +1,1 @@
+"""elocap data stage: PGN sources -> Elo-capped, encoded training shards."""

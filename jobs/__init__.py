@@ -1,0 +1,1 @@
+"""The `elocap` command line and study/cluster job submission."""

@@ -1,0 +1,1 @@
+"""MCTS self-play continuing from capped checkpoints (issue 5; not built yet)."""
