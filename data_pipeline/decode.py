@@ -42,10 +42,15 @@ EXAMPLE_DTYPE = np.dtype(
 
 _COMMENTS = re.compile(rb"(?m)\{[^}]*\}|;[^\n]*|^%[^\n]*")
 _VARIATION = re.compile(rb"\([^()]*\)")
-_MOVE_NUMBER = re.compile(rb"\d+\.(?:\.\.)?")
-_RESULTS = {b"1-0": 1, b"0-1": -1, b"1/2-1/2": 0, b"*": None}
+# A SAN token (captured without check marks or annotation glyphs), delimited by blank space, a
+# move number's dot or a NAG.
+_SAN_TOKEN = re.compile(
+    rb"(?<![^\s.])((?:[NBRQK]?[a-h]?[1-8]?x?[a-h][1-8](?:=?[NBRQnbrq])?|O-O-O|O-O|0-0-0|0-0))"
+    rb"[+#]?[!?]*(?=[\s$]|\Z)"
+)
+_RESULT = re.compile(rb"(?<![^\s.])(?:1-0|0-1|1/2-1/2|\*)(?=\s|\Z)")
+_OTHER = re.compile(rb"\d+\.(?:\.\.)?|\$\d+")  # move numbers and NAGs: allowed, ignored
 _RESULT_TAG = {"1-0": 1, "0-1": -1, "1/2-1/2": 0}
-_SAN = re.compile(rb"^(?:[NBRQK]?[a-h]?[1-8]?x?[a-h][1-8](?:=?[NBRQnbrq])?|O-O(?:-O)?|0-0(?:-0)?)[+#]?")
 
 
 class MovetextError(ValueError):
@@ -56,7 +61,7 @@ class MovetextError(ValueError):
         self.reason = reason
 
 
-def main_line_sans(movetext: bytes) -> list[str]:
+def main_line_sans(movetext: bytes) -> list[bytes]:
     """The main-line SAN moves of a movetext, in order; raises MovetextError on non-PGN."""
     text = _COMMENTS.sub(b" ", movetext)
     if b"{" in text or b"}" in text:
@@ -67,17 +72,18 @@ def main_line_sans(movetext: bytes) -> list[str]:
             raise MovetextError("bad_movetext", "unbalanced variation parentheses")
     if b")" in text:
         raise MovetextError("bad_movetext", "unbalanced variation parentheses")
-    sans: list[str] = []
-    for token in _MOVE_NUMBER.sub(b" ", text).split():
-        if token in _RESULTS:
-            break
-        if token.startswith(b"$"):
-            continue
-        m = _SAN.match(token)
-        if m is None or token[m.end() :].strip(b"!?") != b"":
-            shown = token[:40].decode("utf-8", "replace")
+    result = _RESULT.search(text)
+    if result is not None:  # the game ends at its result; nothing may follow but blank space
+        if text[result.end() :].strip():
+            raise MovetextError("bad_movetext", "text after the result")
+        text = text[: result.start()]
+    sans = _SAN_TOKEN.findall(text)
+    rest = _SAN_TOKEN.sub(b"", text)
+    if rest.strip():
+        stray = _OTHER.sub(b" ", rest).split()
+        if stray:
+            shown = stray[0][:40].decode("utf-8", "replace")
             raise MovetextError("bad_movetext", f"not a move: {shown!r}")
-        sans.append(m.group().decode("ascii"))
     return sans
 
 

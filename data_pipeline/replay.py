@@ -38,9 +38,9 @@ START_PIECES = [
     for colour in (chess.WHITE, chess.BLACK)
     for bb in (_START.pawns, _START.knights, _START.bishops, _START.rooks, _START.queens, _START.kings)
 ]
-_SAN = re.compile(r"^([NBRQK])?([a-h])?([1-8])?x?([a-h][1-8])(?:=([NBRQ]))?[+#]?$")
-_PIECE_INDEX = {None: 0, "N": 1, "B": 2, "R": 3, "Q": 4, "K": 5}
-_PROMO = {None: 0, "N": chess.KNIGHT, "B": chess.BISHOP, "R": chess.ROOK, "Q": chess.QUEEN}
+_SAN = re.compile(rb"^([NBRQK])?([a-h])?([1-8])?x?([a-h][1-8])(?:=([NBRQ]))?[+#]?$")
+_PIECE_INDEX = {None: 0, b"N": 1, b"B": 2, b"R": 3, b"Q": 4, b"K": 5}
+_PROMO = {None: 0, b"N": chess.KNIGHT, b"B": chess.BISHOP, b"R": chess.ROOK, b"Q": chess.QUEEN}
 
 
 class ReplayError(ValueError):
@@ -52,7 +52,7 @@ class ReplayError(ValueError):
 
 
 @lru_cache(maxsize=1 << 16)
-def _parse(san: str) -> tuple[int, int, int, int, int] | None:
+def _parse(san: bytes) -> tuple[int, int, int, int, int] | None:
     """(piece index, from mask, to square, from-file or -1, promotion) of a plain SAN; None
     for castling and anything unusual (python-chess handles those)."""
     m = _SAN.match(san)
@@ -61,14 +61,13 @@ def _parse(san: str) -> tuple[int, int, int, int, int] | None:
     piece, file, rank, to, promo = m.groups()
     mask = chess.BB_ALL
     if file:
-        mask &= _FILES[ord(file) - 97]
+        mask &= _FILES[file[0] - 97]
     if rank:
-        mask &= _RANKS[int(rank) - 1]
+        mask &= _RANKS[rank[0] - 49]
     if piece is None and rank:
         return None  # "e2e4"-like pawn notation: leave it to python-chess
-    return _PIECE_INDEX[piece], mask, chess.parse_square(to), ord(file) - 97 if file else -1, (
-        _PROMO[promo]
-    )
+    to_square = (to[1] - 49) * 8 + to[0] - 97
+    return _PIECE_INDEX[piece], mask, to_square, file[0] - 97 if file else -1, _PROMO[promo]
 
 
 def _attacked(sq: int, by: int, pieces: list[int], occ: int) -> bool:
@@ -129,7 +128,7 @@ def _pawn_origin(
 Move = tuple[int, int, int]  # (from square, to square, promotion piece type or 0)
 
 
-def replay(sans: list[str]) -> tuple[list[Raw], list[Move]]:
+def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
     """Replays SAN moves from the start; per ply, the encoder inputs before the move and the move.
 
     Raises ReplayError (with python-chess's verdict) at the first move that is not legal.
@@ -159,7 +158,7 @@ def replay(sans: list[str]) -> tuple[list[Raw], list[Move]]:
     return raws, moves
 
 
-def _fast_move(san: str, s: State) -> tuple[int, int, int, int] | None:
+def _fast_move(san: bytes, s: State) -> tuple[int, int, int, int] | None:
     """(piece index, from, to, promotion) of a plain SAN with exactly one pseudo-legal origin;
     None when unsure."""
     parsed = _parse(san)
@@ -239,9 +238,10 @@ def _legal_ep_file(ep: int, us: int, pieces: list[int], occ_c: list[int]) -> int
     return -1
 
 
-def _referee(san: str, s: State, ply: int) -> chess.Move:
+def _referee(san_bytes: bytes, s: State, ply: int) -> chess.Move:
     """python-chess's reading of ``san`` in state ``s``; raises ReplayError if it refuses."""
     board = to_board(s)
+    san = san_bytes.decode("ascii")
     try:
         return board.parse_san(san)
     except chess.AmbiguousMoveError:

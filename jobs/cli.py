@@ -1,0 +1,145 @@
+"""The ``elocap`` command line: argument parsing only; the work is in the libraries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_pipeline.build import BuildError
+from data_pipeline.filters import ELO_RULES, TIME_CONTROL_CLASSES, FilterConfig
+from data_pipeline.sources import SourceError
+
+
+def _csv(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters")
+    g.add_argument("--cap", type=int, help="Elo cap (omit to keep every rating)")
+    g.add_argument("--elo-rule", choices=ELO_RULES, default="both", help="how the cap applies")
+    g.add_argument("--only-elo", action="store_true", help="switch off every filter but the Elo rule")
+    g.add_argument(
+        "--time-controls",
+        type=_csv,
+        help=f"allowed classes, comma-separated, of {','.join(TIME_CONTROL_CLASSES)}",
+    )
+    g.add_argument(
+        "--reject-terminations",
+        type=_csv,
+        default=FilterConfig().reject_terminations,
+        help="Termination values rejected, comma-separated (default: Abandoned,Rules infraction)",
+    )
+    g.add_argument("--min-plies", type=int, default=1, help="minimum plies per game (default 1)")
+    g.add_argument("--date-from", help="first date kept, YYYY.MM.DD")
+    g.add_argument("--date-to", help="last date kept, YYYY.MM.DD")
+    g.add_argument("--allow-casual", action="store_true", help="keep unrated games too")
+    g.add_argument("--allow-bots", action="store_true", help="keep games of BOT accounts")
+    g.add_argument("--allow-variants", action="store_true", help="keep variants and set-ups")
+    g.add_argument("--cache-dir", type=Path, help="download cache for lichess:YYYY-MM sources")
+
+
+def _filter_config(a: argparse.Namespace) -> FilterConfig:
+    return FilterConfig(
+        cap=a.cap,
+        elo_rule=a.elo_rule,
+        only_elo=a.only_elo,
+        standard_only=not a.allow_variants,
+        rated_only=not a.allow_casual,
+        time_controls=a.time_controls,
+        reject_terminations=a.reject_terminations,
+        exclude_bots=not a.allow_bots,
+        min_plies=a.min_plies,
+        date_from=a.date_from,
+        date_to=a.date_to,
+    )
+
+
+def _data_build(a: argparse.Namespace) -> int:
+    from data_pipeline.build import BuildConfig, SplitConfig, build
+    from data_pipeline.stats import summary
+
+    cfg = BuildConfig(
+        filters=_filter_config(a),
+        splits=SplitConfig(val_fraction=a.val_fraction, test_fraction=a.test_fraction),
+        chunk_games=a.chunk_games,
+    )
+    progress = None if not a.no_progress else False
+    manifest = build(
+        a.sources,
+        a.out,
+        cfg,
+        workers=a.workers,
+        use_ray=not a.no_ray,
+        progress=progress,
+        cache_dir=a.cache_dir,
+    )
+    print(summary(manifest))
+    return 1 if any(s["error"] for s in manifest["sources"]) else 0
+
+
+def _data_filter(a: argparse.Namespace) -> int:
+    from data_pipeline.extract import atomic_output, filter_games
+
+    with atomic_output(a.out) as out:
+        report = filter_games(a.sources, out, _filter_config(a), cache_dir=a.cache_dir)
+    rejected = ", ".join(f"{k} {v}" for k, v in report.rejected.items()) or "none"
+    print(f"games {report.games}, kept {report.kept}, rejected: {rejected}", file=sys.stderr)
+    for name, error in report.errors.items():
+        print(f"error in {name}: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def _data_stats(a: argparse.Namespace) -> int:
+    from data_pipeline.stats import summary
+
+    manifest = json.loads((a.dir / "manifest.json").read_text())
+    print(json.dumps(manifest, indent=1) if a.json else summary(manifest))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="elocap", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="the data stage: PGN -> Elo-capped training shards")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    b = dsub.add_parser("build", help="filter, encode and shard PGN sources")
+    b.add_argument("sources", nargs="+", help="files, folders, globs, '-' or lichess:YYYY-MM")
+    b.add_argument("-o", "--out", type=Path, required=True, help="output directory")
+    _add_filter_args(b)
+    b.add_argument("--chunk-games", type=int, default=2000, help="games per task and shard")
+    b.add_argument("--val-fraction", type=float, default=0.05)
+    b.add_argument("--test-fraction", type=float, default=0.05)
+    b.add_argument("--workers", type=int, help="parallel tasks (default: all CPU cores)")
+    b.add_argument("--no-ray", action="store_true", help="work in this process, without Ray")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_data_build)
+
+    f = dsub.add_parser("filter", help="write the kept games, unchanged, as PGN")
+    f.add_argument("sources", nargs="+", help="files, folders, globs, '-' or lichess:YYYY-MM")
+    f.add_argument("-o", "--out", default="-", help="output PGN file ('-': standard output)")
+    _add_filter_args(f)
+    f.set_defaults(func=_data_filter)
+
+    s = dsub.add_parser("stats", help="summarise a build's manifest")
+    s.add_argument("dir", type=Path, help="a build's output directory")
+    s.add_argument("--json", action="store_true", help="print the whole manifest")
+    s.set_defaults(func=_data_stats)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError, SourceError, BuildError) as e:  # bad configs, sources, disks
+        print(f"elocap: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
