@@ -72,7 +72,26 @@ def machine() -> str:
     except OSError:
         pass
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return f"{cpu}, nproc={nproc}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{cpu}, nproc={nproc}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; library: {library_version()}"
+    )
+
+
+def library_version() -> str:
+    """The commit the library code comes from, and whether data_pipeline/ differs from it.
+
+    Read-only git calls (``--no-optional-locks``: never touches the index).
+    """
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    try:
+        head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--", "data_pipeline", "jobs"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{head}" + (" + uncommitted changes in data_pipeline/ or jobs/" if dirty else "")
 
 
 def median(xs: Iterable[float]) -> float:

@@ -115,6 +115,9 @@ def main() -> None:
     print(c.table(["contender", "median s", "games/s", "MB/s", "x pgn-extract", "kept",
                    "runs (s)"], rows))  # fmt: skip
     print(f"\nelocap CLI start-up (`elocap data filter --help`): median {c.median(t_start):.2f} s")
+    paired = sorted(p / e for p, e in zip(t_pgx, t_cli))
+    print(f"median of the paired (same-repeat) ratios elocap CLI / pgn-extract: "
+          f"{c.median(paired):.2f}x")
     print(f"same kept games (count and Site tags): {same} ({n_e} vs {n_p})")
     ratio = m_pgx / m_cli
     verdict = "goal met" if ratio >= 1.5 else "target met" if ratio >= 1.0 else "target MISSED"

@@ -344,9 +344,9 @@ def build(
                 else:
                     run.submit(games, cfg, out_dir, key, done)
         run.drain(done)
-    manifest = make_manifest(cfg, scans, out_dir)
-    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    text = json.dumps(make_manifest(cfg, scans, out_dir), indent=1) + "\n"
+    atomic_write_text(out_dir / "manifest.json", text)
+    return dict(json.loads(text))  # exactly what is on disk
 
 
 def _claim_out_dir(out_dir: Path, cfg: BuildConfig) -> None:

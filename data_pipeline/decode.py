@@ -49,7 +49,8 @@ _SAN_TOKEN = re.compile(
     rb"[+#]?[!?]*(?=[\s$]|\Z)"
 )
 _RESULT = re.compile(rb"(?<![^\s.])(?:1-0|0-1|1/2-1/2|\*)(?=\s|\Z)")
-_OTHER = re.compile(rb"\d+\.(?:\.\.)?|\$\d+")  # move numbers and NAGs: allowed, ignored
+# Move numbers, NAGs and free-standing annotation glyphs: allowed, ignored.
+_OTHER = re.compile(rb"\d+\.(?:\.\.)?|\$\d+|(?<!\S)[?!]{1,2}(?!\S)")
 _RESULT_TAG = {"1-0": 1, "0-1": -1, "1/2-1/2": 0}
 
 
