@@ -1,0 +1,169 @@
+"""The build end to end: manifest, resume after a kill, Ray, splits, loader, command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_pipeline.build import BuildConfig, BuildError, build
+from data_pipeline.decode import EXAMPLE_DTYPE
+from data_pipeline.filters import FilterConfig
+from data_pipeline.loader import LoaderConfig, dataset, iterator_state, restore_iterator
+from tests.conftest import data_file
+
+SLICE = "lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst"
+ANALYSED = "lichess/lichess_db_standard_rated_2026-06.analysed500.pgn"
+CFG = BuildConfig(filters=FilterConfig(cap=1800), chunk_games=100)
+
+
+def _records(out: Path, split: str) -> np.ndarray:
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    rows = []
+    manifest = json.loads((out / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        if shard["split"] == split:
+            reader = ArrayRecordReader(str(out / shard["path"]))
+            rows += reader.read_all()
+            reader.close()
+    return np.frombuffer(b"".join(rows), dtype=EXAMPLE_DTYPE)
+
+
+def test_manifest_accounts_for_every_game(tmp_path: Path) -> None:
+    manifest = build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    assert manifest["games"] == 999
+    assert manifest["kept"] + sum(manifest["rejected"].values()) == 999
+    assert set(manifest["reasons"]) == set(manifest["rejected"])
+    train = _records(tmp_path / "out", "train")
+    assert len(train) == manifest["positions"]["train"] > 10_000
+    assert (train["mover_elo"] <= 1800).all() and (train["opponent_elo"] <= 1800).all()
+    assert set(np.unique(train["result"])) <= {-1, 0, 1}
+    assert sum(manifest["elo_histogram"]["player_ratings"].values()) == 2 * manifest["kept"]
+    # a game never straddles splits
+    ids = [set(_records(tmp_path / "out", s)["game_id"].tolist()) for s in ("train", "val", "test")]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    # a second run does no work and changes nothing
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.array_record")}
+    again = build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    assert again == manifest
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.array_record")}
+
+
+def test_other_config_in_same_dir_is_refused(tmp_path: Path) -> None:
+    build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    other = BuildConfig(filters=FilterConfig(cap=1500), chunk_games=100)
+    with pytest.raises(BuildError, match="another config"):
+        build([str(data_file(SLICE))], tmp_path / "out", other, use_ray=False, progress=False)
+
+
+def test_mover_rule_keeps_only_capped_movers(tmp_path: Path) -> None:
+    cfg = BuildConfig(filters=FilterConfig(cap=1500, elo_rule="mover"), chunk_games=500)
+    build([str(data_file(SLICE))], tmp_path / "out", cfg, use_ray=False, progress=False)
+    train = _records(tmp_path / "out", "train")
+    assert (train["mover_elo"] <= 1500).all() and (train["mover_elo"] >= 0).all()
+    assert (train["opponent_elo"] > 1500).any()  # the opponent may be stronger
+
+
+def test_adding_a_source_does_not_move_games(tmp_path: Path) -> None:
+    one = build([str(data_file(SLICE))], tmp_path / "a", CFG, use_ray=False, progress=False)
+    two = build(
+        [str(data_file(SLICE)), str(data_file(ANALYSED))], tmp_path / "b", CFG, use_ray=False, progress=False
+    )
+    assert two["sources"][0] == one["sources"][0]
+    for split in ("train", "val", "test"):
+        a = set(_records(tmp_path / "a", split)["game_id"].tolist())
+        b = set(_records(tmp_path / "b", split)["game_id"].tolist())
+        assert a <= b
+
+
+@pytest.mark.slow
+def test_interrupted_build_ends_with_the_same_manifest(tmp_path: Path) -> None:
+    srcs = [str(data_file(SLICE)), str(data_file(ANALYSED))]
+    reference = build(srcs, tmp_path / "ref", CFG, use_ray=False, progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "jobs.cli", "data", "build", *srcs, "--cap", "1800"]
+    cmd += ["--chunk-games", "100", "--no-ray", "--no-progress", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((out / "chunks").glob("*.json"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted((out / "chunks").glob("*.json"))
+    assert 4 <= len(done) < 15 and not (out / "manifest.json").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+    resumed = build(srcs, out, CFG, use_ray=False, progress=False)
+    assert resumed == reference
+    assert stamps == {p: p.stat().st_mtime_ns for p in done}  # finished chunks were not redone
+    assert (out / "manifest.json").read_text() == (tmp_path / "ref" / "manifest.json").read_text()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_build_equals_in_process_build(tmp_path: Path, ray_cluster: None) -> None:
+    srcs = [str(data_file(SLICE)), str(data_file(ANALYSED))]
+    inline = build(srcs, tmp_path / "inline", CFG, use_ray=False, progress=False)
+    on_ray = build(srcs, tmp_path / "ray", CFG, workers=2, use_ray=True, progress=False)
+    assert on_ray == inline  # shard checksums included: the same bytes on disk
+
+
+def test_loader_batches_are_fixed_deterministic_and_resumable(tmp_path: Path) -> None:
+    build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    cfg = LoaderConfig(batch_size=32, seed=7)
+    it = iter(dataset(tmp_path / "out", "train", cfg))
+    first = [next(it) for _ in range(5)]
+    assert all(b["obs"].shape == (32, 67) and b["action"].shape == (32,) for b in first)
+    again = iter(dataset(tmp_path / "out", "train", cfg))
+    assert all(np.array_equal(a["obs"], next(again)["obs"]) for a in first)
+    other = next(iter(dataset(tmp_path / "out", "train", LoaderConfig(batch_size=32, seed=8))))
+    assert not np.array_equal(other["game_id"], first[0]["game_id"])
+    state = iterator_state(it)
+    expected = [next(it) for _ in range(3)]
+    fresh = iter(dataset(tmp_path / "out", "train", cfg))
+    restore_iterator(fresh, state)
+    for want in expected:
+        got = next(fresh)
+        assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_loader_epoch_covers_the_split_once(tmp_path: Path) -> None:
+    manifest = build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    n = manifest["positions"]["val"]
+    cfg = LoaderConfig(batch_size=1, seed=0, num_epochs=1)
+    seen = [(int(b["game_id"][0]), int(b["ply"][0])) for b in dataset(tmp_path / "out", "val", cfg)]
+    assert len(seen) == n == len(set(seen))
+
+
+def test_cli_filter_writes_games_unchanged_and_stats(tmp_path: Path) -> None:
+    src = data_file(ANALYSED)
+    out = tmp_path / "kept.pgn"
+    run = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "data", "filter", str(src), "--cap", "1500", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "kept" in run.stderr
+    from data_pipeline.pgn import iter_raw_games
+
+    original = src.read_bytes()
+    with open(out, "rb") as f:
+        kept = list(iter_raw_games(f))
+    assert kept and all(g.data.rstrip() in original for g in kept)
+    assert all(int(g.headers()["WhiteElo"]) <= 1500 for g in kept)
+    build([str(src)], tmp_path / "b", CFG, use_ray=False, progress=False)
+    stats = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "data", "stats", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "kept" in stats.stdout and "positions: train" in stats.stdout
