@@ -20,6 +20,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -56,8 +57,8 @@ class SplitConfig:
 class BuildConfig:
     """Everything that decides a build's output (and only that: no paths, no worker counts)."""
 
-    filters: FilterConfig = FilterConfig()
-    splits: SplitConfig = SplitConfig()
+    filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
+    splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     chunk_games: int = 2000  # games per chunk: one Ray task, one shard per split
 
     def __post_init__(self) -> None:
@@ -378,7 +379,9 @@ def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:
 class _InlineRunner:
     """Processes chunks in this process (no Ray): for debugging and single-core use."""
 
-    def submit(self, games: list[RawGame], cfg: BuildConfig, out: Path, key: str, done: Any) -> None:
+    def submit(
+        self, games: list[RawGame], cfg: BuildConfig, out: Path, key: str, done: Any
+    ) -> None:
         done(process_chunk(games, cfg, str(out), key))
 
     def drain(self, done: Any) -> None:
@@ -392,13 +395,15 @@ class _RayRunner:
         import ray
 
         if not ray.is_initialized():
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
         self._ray = ray
         self._task = ray.remote(num_cpus=1, max_retries=3)(process_chunk)
         self._pending: list[Any] = []
         self._limit = 2 * workers
 
-    def submit(self, games: list[RawGame], cfg: BuildConfig, out: Path, key: str, done: Any) -> None:
+    def submit(
+        self, games: list[RawGame], cfg: BuildConfig, out: Path, key: str, done: Any
+    ) -> None:
         while len(self._pending) >= self._limit:
             self._wait_one(done)
         self._pending.append(self._task.remote(games, cfg, str(out), key))

@@ -123,7 +123,9 @@ def encode_raw(
     if n > _BLOCK:  # blocks that fit in cache: the bit planes of 4096 positions are 3 MiB
         return np.concatenate(
             [
-                encode_raw(*(a[i : i + _BLOCK] for a in (pieces, turn, castling, ep_file, halfmove)))
+                encode_raw(
+                    *(a[i : i + _BLOCK] for a in (pieces, turn, castling, ep_file, halfmove))
+                )
                 for i in range(0, n, _BLOCK)
             ]
         )

@@ -93,7 +93,7 @@ Headers = Mapping[str, str]
 Predicate = Callable[[Headers, FilterConfig], "str | None"]
 
 
-def parse_elo(value: str | None) -> int | None | str:
+def parse_elo(value: str | None) -> int | str | None:
     """An Elo tag as an int; None when missing or '?'; the string 'nan' when not numeric."""
     if value is None:
         return None

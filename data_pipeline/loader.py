@@ -83,7 +83,9 @@ def dataset(data_dir: Path, split: str, cfg: LoaderConfig) -> grain.IterDataset:
         ds = ds.seed(cfg.seed).shuffle()
     ds = ds.repeat(cfg.num_epochs)
     ds = ds.batch(cfg.batch_size, drop_remainder=True, batch_fn=decode_batch)
-    it: grain.IterDataset = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
+    it: grain.IterDataset = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch)
+    )
     if cfg.worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))
     return it

@@ -19,9 +19,17 @@ than ``max_game_bytes`` is cut off and reported as oversized instead of growing 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Protocol
+
+
+class Readable(Protocol):
+    """A binary stream: files, ``sys.stdin.buffer``, ``sources.HashingStream``."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
 
 # A header block: one or more consecutive tag-pair lines, matched after the newline that ends the
 # previous line (a literal first byte lets the regex engine skip ahead at memchr speed); a block
@@ -72,7 +80,7 @@ def parse_headers(block: bytes) -> dict[str, str]:
 
 
 def iter_raw_games(
-    stream: BinaryIO,
+    stream: Readable,
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     max_game_bytes: int = DEFAULT_MAX_GAME_BYTES,
@@ -118,7 +126,7 @@ def iter_raw_games(
             if at_start:
                 continue
         bounds = [*starts, len(buf)] if eof else starts
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             yield _make_game(buf[a:b], index)
             index += 1
         buf = buf[bounds[-1] :]

@@ -19,13 +19,19 @@ from functools import lru_cache
 
 import chess
 
-Raw = tuple[list[int], bool, int, int, int]  # encoding.board_raw: pieces[12], turn, castling, ep, hmc
+Raw = tuple[
+    list[int], bool, int, int, int
+]  # encoding.board_raw: pieces[12], turn, castling, ep, hmc
 State = list  # [pieces[12], occ_c[2] (white, black), us (0 white), castling, ep square, halfmove]
 
 _KNIGHT = chess.BB_KNIGHT_ATTACKS
 _KING = chess.BB_KING_ATTACKS
 _PAWN_ATTACKS = chess.BB_PAWN_ATTACKS  # [colour][square]: squares a pawn of colour attacks
-_RANK_ATT, _FILE_ATT, _DIAG_ATT = chess.BB_RANK_ATTACKS, chess.BB_FILE_ATTACKS, chess.BB_DIAG_ATTACKS
+_RANK_ATT, _FILE_ATT, _DIAG_ATT = (
+    chess.BB_RANK_ATTACKS,
+    chess.BB_FILE_ATTACKS,
+    chess.BB_DIAG_ATTACKS,
+)
 _RANK_MASK, _FILE_MASK, _DIAG_MASK = chess.BB_RANK_MASKS, chess.BB_FILE_MASKS, chess.BB_DIAG_MASKS
 _FILES, _RANKS = chess.BB_FILES, chess.BB_RANKS
 # Castling bits (encoding.board_raw's layout) lost when a move starts or ends on a square.
@@ -36,7 +42,14 @@ _START = chess.Board()
 START_PIECES = [
     bb & _START.occupied_co[colour]
     for colour in (chess.WHITE, chess.BLACK)
-    for bb in (_START.pawns, _START.knights, _START.bishops, _START.rooks, _START.queens, _START.kings)
+    for bb in (
+        _START.pawns,
+        _START.knights,
+        _START.bishops,
+        _START.rooks,
+        _START.queens,
+        _START.kings,
+    )
 ]
 _SAN = re.compile(rb"^([NBRQK])?([a-h])?([1-8])?x?([a-h][1-8])(?:=([NBRQ]))?[+#]?$")
 _PIECE_INDEX = {None: 0, b"N": 1, b"B": 2, b"R": 3, b"Q": 4, b"K": 5}
@@ -182,7 +195,7 @@ def _fast_move(san: bytes, s: State) -> tuple[int, int, int, int] | None:
 
 
 def _apply_checked(s: State, p: int, frm: int, to: int, promo: int) -> bool:
-    """Applies a pseudo-legal move to ``s`` in place; False if it leaves the mover's king attacked."""
+    """Applies a pseudo-legal move to ``s`` in place; False if it leaves our king attacked."""
     us = s[2]
     _apply(s, p, frm, to, promo)
     pieces, occ_c = s[0], s[1]

@@ -21,7 +21,9 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filters")
     g.add_argument("--cap", type=int, help="Elo cap (omit to keep every rating)")
     g.add_argument("--elo-rule", choices=ELO_RULES, default="both", help="how the cap applies")
-    g.add_argument("--only-elo", action="store_true", help="switch off every filter but the Elo rule")
+    g.add_argument(
+        "--only-elo", action="store_true", help="switch off every filter but the Elo rule"
+    )
     g.add_argument(
         "--time-controls",
         type=_csv,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(os.environ.get("ELOCAP_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA_DIR = Path(
+    os.environ.get("ELOCAP_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -26,7 +29,9 @@ def data_file(relative: str) -> Path:
 
 def debian_tool(name: str) -> str:
     """Path of a Debian tool that may live off PATH in /usr/games."""
-    found = shutil.which(name) or (f"/usr/games/{name}" if os.path.exists(f"/usr/games/{name}") else None)
+    found = shutil.which(name) or (
+        f"/usr/games/{name}" if os.path.exists(f"/usr/games/{name}") else None
+    )
     if found is None:
         if IN_CI:
             pytest.fail(f"{name} is not installed (.ci/run installs it with apt-get)")
@@ -49,7 +54,7 @@ def ray_cluster() -> Iterator[None]:
     """A real embedded local Ray cluster with 2 CPUs, shared by the tests that claim Ray."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     try:
         yield
     finally:

@@ -13,14 +13,25 @@ from data_pipeline.build import BuildConfig, build
 from data_pipeline.filters import FilterConfig
 from tests.conftest import data_file
 
-HEAD = '[Event "Rated Blitz game"]\n[Site "https://lichess.org/{id}"]\n[White "{white}"]\n[Black "b"]\n[Result "{result}"]\n[WhiteElo "{we}"]\n[BlackElo "1400"]\n[TimeControl "300+0"]\n[Termination "Normal"]\n{extra}\n'
+HEAD = (
+    '[Event "Rated Blitz game"]\n[Site "https://lichess.org/{id}"]\n[White "{white}"]\n'
+    '[Black "b"]\n[Result "{result}"]\n[WhiteElo "{we}"]\n[BlackElo "1400"]\n'
+    '[TimeControl "300+0"]\n[Termination "Normal"]\n{extra}\n'
+)
 MOVES = "1. e4 { [%clk 0:05:00] } 1... e5 2. Nf3 Nc6 3. Bb5 a6 4. Ba4 Nf6 5. O-O Be7 1-0\n\n"
 
 
-def game(gid: str, moves: str = MOVES, *, white: str = "w", we: str = "1450", result: str = "1-0", extra: str = "") -> bytes:
+def game(
+    gid: str,
+    moves: str = MOVES,
+    *,
+    white: str = "w",
+    we: str = "1450",
+    result: str = "1-0",
+    extra: str = "",
+) -> bytes:
     head = HEAD.format(id=gid, white=white, we=we, result=result, extra=extra)
     return (head + "\n" + moves).encode()
-
 
 
 def good(gid: str) -> bytes:
@@ -50,7 +61,8 @@ BAD_GAMES: dict[str, tuple[bytes, str]] = {
 ODD_BUT_GOOD = {
     "non_utf8_name": game("o1", white="cafe").replace(b"cafe", b"caf\xe9 \xff\xfe"),
     "variations_and_nags": game(
-        "o2", "1. e4 $1 (1. d4 d5 (1... Nf6 2. c4) 2. c4) 1... e5 $2 2. Nf3 !? Nc6 3. Bb5 a6 1-0\n\n"
+        "o2",
+        "1. e4 $1 (1. d4 d5 (1... Nf6 2. c4) 2. c4) 1... e5 $2 2. Nf3 !? Nc6 3. Bb5 a6 1-0\n\n",
     ),
     "crlf": game("o3").replace(b"\n", b"\r\n"),
     "huge_comment": game("o4", "1. e4 { " + "x" * 10_000_000 + " } e5 2. Nf3 Nc6 1-0\n\n"),
@@ -63,7 +75,9 @@ def _run(tmp_path: Path, files: dict[str, bytes]) -> dict:
     for name, data in files.items():
         (src / name).write_bytes(data)
     cfg = BuildConfig(filters=FilterConfig(cap=1500), chunk_games=3)
-    return build([str(src / n) for n in files], tmp_path / "out", cfg, use_ray=False, progress=False)
+    return build(
+        [str(src / n) for n in files], tmp_path / "out", cfg, use_ray=False, progress=False
+    )
 
 
 def test_every_bad_game_is_counted_and_neighbours_kept(tmp_path: Path) -> None:
@@ -121,5 +135,11 @@ def test_folder_without_pgn_is_a_clear_error(tmp_path: Path) -> None:
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no games here")
-    with pytest.raises(SourceError, match="holds no .pgn"):
-        build([str(tmp_path / "notes")], tmp_path / "out", BuildConfig(), use_ray=False, progress=False)
+    with pytest.raises(SourceError, match=r"holds no \.pgn"):
+        build(
+            [str(tmp_path / "notes")],
+            tmp_path / "out",
+            BuildConfig(),
+            use_ray=False,
+            progress=False,
+        )

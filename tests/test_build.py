@@ -75,7 +75,11 @@ def test_mover_rule_keeps_only_capped_movers(tmp_path: Path) -> None:
 def test_adding_a_source_does_not_move_games(tmp_path: Path) -> None:
     one = build([str(data_file(SLICE))], tmp_path / "a", CFG, use_ray=False, progress=False)
     two = build(
-        [str(data_file(SLICE)), str(data_file(ANALYSED))], tmp_path / "b", CFG, use_ray=False, progress=False
+        [str(data_file(SLICE)), str(data_file(ANALYSED))],
+        tmp_path / "b",
+        CFG,
+        use_ray=False,
+        progress=False,
     )
     assert two["sources"][0] == one["sources"][0]
     for split in ("train", "val", "test"):
@@ -146,7 +150,18 @@ def test_cli_filter_writes_games_unchanged_and_stats(tmp_path: Path) -> None:
     src = data_file(ANALYSED)
     out = tmp_path / "kept.pgn"
     run = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "data", "filter", str(src), "--cap", "1500", "-o", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "data",
+            "filter",
+            str(src),
+            "--cap",
+            "1500",
+            "-o",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -6,12 +6,21 @@ import io
 
 import pytest
 
-from data_pipeline.filters import FilterConfig, check_elo, header_predicates, prefilter
-from data_pipeline.filters import time_control_class
+from data_pipeline.filters import (
+    FilterConfig,
+    check_elo,
+    header_predicates,
+    prefilter,
+    time_control_class,
+)
 from data_pipeline.pgn import iter_raw_games, parse_headers
 from tests.conftest import data_file
 
-GAME = b'[Event "Rated Blitz game"]\n[White "a"]\n[Black "b"]\n[Result "1-0"]\n[WhiteElo "1400"]\n[BlackElo "1450"]\n\n1. e4 e5 2. Qh5 Nc6 3. Bc4 Nf6 4. Qxf7# 1-0\n\n'
+GAME = (
+    b'[Event "Rated Blitz game"]\n[White "a"]\n[Black "b"]\n[Result "1-0"]\n'
+    b'[WhiteElo "1400"]\n[BlackElo "1450"]\n\n'
+    b"1. e4 e5 2. Qh5 Nc6 3. Bc4 Nf6 4. Qxf7# 1-0\n\n"
+)
 
 
 def _games(data: bytes, **kw: int) -> list:

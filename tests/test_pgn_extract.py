@@ -53,4 +53,7 @@ def test_only_elo_filter_matches_pgn_extract(relative: str, tmp_path: Path) -> N
         ours = _game_keys(buffer.getvalue())
         print(f"{source.name} cap {cap}: pgn-extract {sum(theirs.values())}, elocap {report.kept}")
         assert report.kept == sum(ours.values())
-        assert ours == theirs, (list((ours - theirs).items())[:3], list((theirs - ours).items())[:3])
+        assert ours == theirs, (
+            list((ours - theirs).items())[:3],
+            list((theirs - ours).items())[:3],
+        )
