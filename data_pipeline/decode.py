@@ -40,17 +40,23 @@ EXAMPLE_DTYPE = np.dtype(
     ]
 )
 
-_COMMENTS = re.compile(rb"(?m)\{[^}]*\}|;[^\n]*|^%[^\n]*")
+# Each pattern starts with a literal byte, so the regex engine skips ahead at memchr speed.
+_BRACE_COMMENT = re.compile(rb"\{[^}]*\}")
+_LINE_COMMENT = re.compile(rb";[^\n]*")
+_ESCAPE_LINE = re.compile(rb"(?m)^%[^\n]*")
 _VARIATION = re.compile(rb"\([^()]*\)")
-# A SAN token (captured without check marks or annotation glyphs), delimited by blank space, a
-# move number's dot or a NAG.
-_SAN_TOKEN = re.compile(
-    rb"(?<![^\s.])((?:[NBRQK]?[a-h]?[1-8]?x?[a-h][1-8](?:=?[NBRQnbrq])?|O-O-O|O-O|0-0-0|0-0))"
-    rb"[+#]?[!?]*(?=[\s$]|\Z)"
+_MOVE_NUMBER = re.compile(rb"\d+\.(?:\.\.)?")
+# A SAN move: group 1 is the move without check marks or annotation glyphs.
+_SAN = re.compile(
+    rb"((?:[NBRQK]?[a-h]?[1-8]?x?[a-h][1-8](?:=?[NBRQnbrq])?|O-O-O|O-O|0-0-0|0-0))[+#]?[!?]*"
 )
-_RESULT = re.compile(rb"(?<![^\s.])(?:1-0|0-1|1/2-1/2|\*)(?=\s|\Z)")
-# Move numbers, NAGs and free-standing annotation glyphs: allowed, ignored.
-_OTHER = re.compile(rb"\d+\.(?:\.\.)?|\$\d+|(?<!\S)[?!]{1,2}(?!\S)")
+_SKIP_TOKEN = re.compile(rb"\$\d+|[?!]{1,2}")  # NAGs and free-standing annotation glyphs
+_END, _SKIP = 0, 1  # token classes besides SAN moves
+_RESULT_TOKENS = (b"1-0", b"0-1", b"1/2-1/2", b"*")
+# token -> its SAN move, _SKIP or _END: movetext repeats a small vocabulary, so each distinct
+# token is classified by regex once.
+_TOKEN_CLASS: dict[bytes, bytes | int] = {}
+_TOKEN_CLASS_LIMIT = 1 << 18
 _RESULT_TAG = {"1-0": 1, "0-1": -1, "1/2-1/2": 0}
 
 
@@ -64,7 +70,13 @@ class MovetextError(ValueError):
 
 def main_line_sans(movetext: bytes) -> list[bytes]:
     """The main-line SAN moves of a movetext, in order; raises MovetextError on non-PGN."""
-    text = _COMMENTS.sub(b" ", movetext)
+    text = movetext
+    if b"{" in text:
+        text = _BRACE_COMMENT.sub(b" ", text)
+    if b";" in text:
+        text = _LINE_COMMENT.sub(b" ", text)
+    if b"%" in text:
+        text = _ESCAPE_LINE.sub(b" ", text)
     if b"{" in text or b"}" in text:
         raise MovetextError("bad_movetext", "unbalanced comment braces")
     while b"(" in text:
@@ -73,19 +85,36 @@ def main_line_sans(movetext: bytes) -> list[bytes]:
             raise MovetextError("bad_movetext", "unbalanced variation parentheses")
     if b")" in text:
         raise MovetextError("bad_movetext", "unbalanced variation parentheses")
-    result = _RESULT.search(text)
-    if result is not None:  # the game ends at its result; nothing may follow but blank space
-        if text[result.end() :].strip():
-            raise MovetextError("bad_movetext", "text after the result")
-        text = text[: result.start()]
-    sans = _SAN_TOKEN.findall(text)
-    rest = _SAN_TOKEN.sub(b"", text)
-    if rest.strip():
-        stray = _OTHER.sub(b" ", rest).split()
-        if stray:
-            shown = stray[0][:40].decode("utf-8", "replace")
-            raise MovetextError("bad_movetext", f"not a move: {shown!r}")
+    tokens = _MOVE_NUMBER.sub(b" ", text).split()
+    sans: list[bytes] = []
+    classes = _TOKEN_CLASS
+    for i, token in enumerate(tokens):
+        kind = classes.get(token)
+        if kind is None:
+            kind = _classify(token)
+        if isinstance(kind, bytes):
+            sans.append(kind)
+        elif kind == _END:
+            if i != len(tokens) - 1:
+                raise MovetextError("bad_movetext", "text after the result")
+            break
     return sans
+
+
+def _classify(token: bytes) -> bytes | int:
+    kind: bytes | int
+    if token in _RESULT_TOKENS:
+        kind = _END
+    elif _SKIP_TOKEN.fullmatch(token):
+        kind = _SKIP
+    elif m := _SAN.fullmatch(token):
+        kind = m.group(1)
+    else:
+        shown = token[:40].decode("utf-8", "replace")
+        raise MovetextError("bad_movetext", f"not a move: {shown!r}")
+    if len(_TOKEN_CLASS) < _TOKEN_CLASS_LIMIT:
+        _TOKEN_CLASS[token] = kind
+    return kind
 
 
 def game_id(headers: dict[str, str], raw: RawGame) -> int:

@@ -15,7 +15,6 @@ Bitboards use python-chess square numbering (a1 = 0). ``pieces[c * 6 + p]`` hold
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import chess
 
@@ -64,10 +63,21 @@ class ReplayError(ValueError):
         self.reason = reason
 
 
-@lru_cache(maxsize=1 << 16)
+_MISSING = (-1, 0, 0, 0, 0)  # a sentinel for the parse cache
+_PARSED: dict[bytes, tuple[int, int, int, int, int] | None] = {}
+_PARSED_LIMIT = 1 << 16
+
+
 def _parse(san: bytes) -> tuple[int, int, int, int, int] | None:
     """(piece index, from mask, to square, from-file or -1, promotion) of a plain SAN; None
-    for castling and anything unusual (python-chess handles those)."""
+    for castling and anything unusual (python-chess handles those). Cached."""
+    parsed = _parse_uncached(san)
+    if len(_PARSED) < _PARSED_LIMIT:
+        _PARSED[san] = parsed
+    return parsed
+
+
+def _parse_uncached(san: bytes) -> tuple[int, int, int, int, int] | None:
     m = _SAN.match(san)
     if m is None:
         return None
@@ -144,54 +154,74 @@ Move = tuple[int, int, int]  # (from square, to square, promotion piece type or 
 def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
     """Replays SAN moves from the start; per ply, the encoder inputs before the move and the move.
 
-    Raises ReplayError (with python-chess's verdict) at the first move that is not legal.
+    Raises ReplayError (with python-chess's verdict) at the first move that is not legal. The
+    fast path is written out inline: this loop runs once per position of every kept game.
     """
     pieces = list(START_PIECES)
-    occ_w = pieces[0] | pieces[1] | pieces[2] | pieces[3] | pieces[4] | pieces[5]
-    occ_b = pieces[6] | pieces[7] | pieces[8] | pieces[9] | pieces[10] | pieces[11]
-    s: State = [pieces, [occ_w, occ_b], 0, 0b1111, -1, 0]
+    occ_c = [sum(pieces[:6]), sum(pieces[6:])]  # white, black
+    us, castling, ep, halfmove, legal_ep = 0, 0b1111, -1, 0, -1
     raws: list[Raw] = []
     moves: list[Move] = []
-    legal_ep = -1
+    parsed_cache = _PARSED
     for ply, san in enumerate(sans):
-        pieces, occ_c, us, castling, ep, halfmove = s
         raws.append((pieces, us == 0, castling, legal_ep, halfmove))
-        trial: State = [pieces[:], occ_c[:], us, castling, ep, halfmove]
-        fast = _fast_move(san, trial)
-        if fast is not None and _apply_checked(trial, *fast):
-            move: Move = fast[1:]
-        else:
-            ref = _referee(san, s, ply)
+        new = pieces[:]
+        own, their = occ_c[us], occ_c[1 - us]
+        parsed = parsed_cache.get(san, _MISSING)
+        if parsed is _MISSING:
+            parsed = _parse(san)
+        frm = -1
+        if parsed is not None:
+            p, mask, to, file, promo = parsed
+            if own >> to & 1:
+                pass  # onto our own piece: python-chess will say why
+            elif p == 0:
+                frm = _pawn_origin(to, file, us, new, own | their, their, ep)
+                if frm >= 0 and (promo != 0) != ((to >> 3) == (7 if us == 0 else 0)):
+                    frm = -1
+            elif not promo:
+                cands = _candidates(p, to, us, new, own | their) & mask
+                if cands and not cands & (cands - 1):
+                    frm = cands.bit_length() - 1
+        if frm >= 0:  # one pseudo-legal candidate: play it on the copy, then check the king
+            o, e = us * 6, 6 - us * 6
+            fb, tb = 1 << frm, 1 << to
+            captured = their & tb
+            if captured:
+                for i in range(e, e + 6):
+                    if new[i] & tb:
+                        new[i] ^= tb
+                        break
+                their ^= tb
+            new[o + p] ^= fb
+            new[o + promo - 1 if promo else o + p] |= tb
+            own ^= fb | tb
+            if p == 0 and to == ep and not captured:  # en passant
+                cap = 1 << (to - 8 if us == 0 else to + 8)
+                new[e] ^= cap
+                their ^= cap
+                captured = cap
+            if _attacked(new[o + 5].bit_length() - 1, 1 - us, new, own | their):
+                frm = -1
+        if frm >= 0:
+            occ_c = [own, their] if us == 0 else [their, own]
+            if castling:
+                castling &= ~(_CASTLE_CLEAR.get(frm, 0) | _CASTLE_CLEAR.get(to, 0))
+            ep = (frm + to) >> 1 if p == 0 and (to - frm == 16 or frm - to == 16) else -1
+            halfmove = 0 if p == 0 or captured else halfmove + 1
+            us = 1 - us
+            move: Move = (frm, to, promo)
+        else:  # python-chess decides
+            state: State = [pieces, occ_c, us, castling, ep, halfmove]
+            ref = _referee(san, state, ply)
             move = (ref.from_square, ref.to_square, ref.promotion or 0)
-            trial = [pieces[:], occ_c[:], us, castling, ep, halfmove]
-            _apply(trial, -1, *move)
-        s = trial
+            state = [pieces[:], occ_c[:], us, castling, ep, halfmove]
+            _apply(state, -1, *move)
+            new, occ_c, us, castling, ep, halfmove = state
+        pieces = new
         moves.append(move)
-        legal_ep = -1 if s[4] < 0 else _legal_ep_file(s[4], s[2], s[0], s[1])
+        legal_ep = -1 if ep < 0 else _legal_ep_file(ep, us, pieces, occ_c)
     return raws, moves
-
-
-def _fast_move(san: bytes, s: State) -> tuple[int, int, int, int] | None:
-    """(piece index, from, to, promotion) of a plain SAN with exactly one pseudo-legal origin;
-    None when unsure."""
-    parsed = _parse(san)
-    if parsed is None:
-        return None
-    pieces, occ_c, us, _, ep, _ = s
-    p, mask, to, file, promo = parsed
-    if occ_c[us] >> to & 1:
-        return None
-    occ = occ_c[0] | occ_c[1]
-    if p == 0:
-        frm = _pawn_origin(to, file, us, pieces, occ, occ_c[1 - us], ep)
-        last_rank = (to >> 3) == (7 if us == 0 else 0)
-        if frm < 0 or (promo != 0) != last_rank:
-            return None
-        return 0, frm, to, promo
-    cands = _candidates(p, to, us, pieces, occ) & mask
-    if promo or cands == 0 or cands & (cands - 1):
-        return None
-    return p, cands.bit_length() - 1, to, 0
 
 
 def _apply_checked(s: State, p: int, frm: int, to: int, promo: int) -> bool:
