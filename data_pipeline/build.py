@@ -316,10 +316,10 @@ def build(
     """Builds (or resumes, or confirms) the shards and manifest of ``specs`` in ``out_dir``."""
     out_dir = Path(out_dir)
     progress = progress_enabled() if progress is None else progress
-    _claim_out_dir(out_dir, cfg)
     srcs = sources.resolve_sources(specs, cache_dir=cache_dir, progress=progress)
     if not srcs:
         raise BuildError(f"no PGN sources in {list(specs)}")
+    _claim_out_dir(out_dir, cfg)
     workers = workers or os.cpu_count() or 1
     run = _RayRunner(workers) if use_ray else _InlineRunner()
     scans: list[SourceScan] = []

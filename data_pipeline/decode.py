@@ -68,8 +68,9 @@ class MovetextError(ValueError):
         self.reason = reason
 
 
-def main_line_sans(movetext: bytes) -> list[bytes]:
-    """The main-line SAN moves of a movetext, in order; raises MovetextError on non-PGN."""
+def main_line_sans(movetext: bytes) -> tuple[list[bytes], bytes]:
+    """The main-line SAN moves of a movetext, in order, and its game-termination marker
+    (``1-0``, ``0-1``, ``1/2-1/2`` or ``*``); raises MovetextError on non-PGN."""
     text = movetext
     if b"{" in text:
         text = _BRACE_COMMENT.sub(b" ", text)
@@ -97,8 +98,8 @@ def main_line_sans(movetext: bytes) -> list[bytes]:
         elif kind == _END:
             if i != len(tokens) - 1:
                 raise MovetextError("bad_movetext", "text after the result")
-            break
-    return sans
+            return sans, token
+    raise MovetextError("no_termination", "the movetext ends without 1-0, 0-1, 1/2-1/2 or *")
 
 
 def _classify(token: bytes) -> bytes | int:
@@ -149,7 +150,9 @@ def decode_game(raw: RawGame, headers: dict[str, str], cfg: FilterConfig) -> Dec
     white_result = _RESULT_TAG.get(headers.get("Result", "").strip())
     if white_result is None:
         raise MovetextError("no_result", f"Result {headers.get('Result')!r}")
-    sans = main_line_sans(raw.movetext)
+    sans, marker = main_line_sans(raw.movetext)
+    if marker.decode() != headers.get("Result", "").strip():
+        raise MovetextError("result_mismatch", f"Result tag {headers.get('Result')!r}, {marker!r}")
     if not sans and cfg.min_plies > 0:
         raise MovetextError("no_moves", "no moves")
     if len(sans) < cfg.min_plies:

@@ -43,6 +43,8 @@ REASONS: dict[str, str] = {
     "elo_not_numeric": "WhiteElo or BlackElo not an integer",
     "elo_above_cap": "ratings above the Elo cap under the configured rule",
     "bad_movetext": "movetext that is not PGN (unbalanced braces or variations, stray tokens)",
+    "no_termination": "movetext without 1-0, 0-1, 1/2-1/2 or * at its end: cut off or not PGN",
+    "result_mismatch": "the Result tag and the movetext's termination marker disagree",
     "illegal_move": "a move that is illegal in its position",
     "ambiguous_move": "a SAN move that fits more than one legal move",
     "no_moves": "no moves at all",

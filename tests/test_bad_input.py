@@ -55,6 +55,8 @@ BAD_GAMES: dict[str, tuple[bytes, str]] = {
         "setup_fen",
     ),
     "stray_token": (game("s1", "1. e4 e5 2. Nf3 ZZTOP 1-0\n\n"), "bad_movetext"),
+    "cut_off_movetext": (game("c1", "1. e4 e5 2. Nf3\n\n"), "no_termination"),
+    "result_disagrees": (game("r1", result="0-1"), "result_mismatch"),
     "unclosed_variation": (game("u1", "1. e4 (1. d4 d5 e5 1-0\n\n"), "bad_movetext"),
 }
 # Valid PGN oddities that must be kept: the main line is what counts.

@@ -42,7 +42,7 @@ def test_replay_equals_python_chess_on_every_real_ply() -> None:
                 if "FEN" in headers or headers.get("Variant", "Standard") != "Standard":
                     continue
                 try:
-                    sans = main_line_sans(game.movetext)
+                    sans, _ = main_line_sans(game.movetext)
                 except MovetextError:
                     continue
                 want_raws, want_moves, want_error = _reference(sans)
