@@ -6,12 +6,15 @@ Not a benchmark itself. Every script in this folder imports it (the script's own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,10 +88,15 @@ def library_version() -> str:
     """
     git = ["git", "--no-optional-locks", "-C", str(REPO)]
     try:
-        head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(git + ["status", "--porcelain", "--", "data_pipeline", "jobs"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "data_pipeline", "jobs"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git)"
     return f"{head}" + (" + uncommitted changes in data_pipeline/ or jobs/" if dirty else "")
@@ -102,7 +110,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (also readable in a terminal)."""
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |" for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -124,3 +134,105 @@ def _fmt(c: object) -> str:
 def runs(xs: Sequence[float], digits: int = 2) -> str:
     """The individual repeats, for the record: '0.81/0.79/0.84'."""
     return "/".join(f"{x:.{digits}f}" for x in xs)
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``seconds`` (from /proc/stat): others' load, if we idle."""
+
+    def snap() -> tuple[int, int]:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return sum(f), idle
+
+    import time
+
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_quiet(limit: float = 0.15, max_wait: float = 30.0) -> float:
+    """Waits (up to ``max_wait`` s) until under ``limit`` of the CPUs are busy with other work;
+    returns the last busy fraction seen (print it: a noisy neighbour skews every figure)."""
+    import time
+
+    end = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > limit and time.monotonic() < end:
+        busy = cpu_busy(2.0)
+    return busy
+
+
+class Background:
+    """Measures the CPU that OTHER processes used while the ``with`` block ran.
+
+    others = (all CPUs' busy time from /proc/stat) - (this process's CPU time) - (CPU time of
+    the children it waited for). ``load`` = others / wall: the average number of cores taken
+    by someone else (0 on a quiet machine; 1.0 means a whole core of our 2 was busy elsewhere).
+    Children that were not waited for (Ray's processes) count as "others": subtract them.
+    """
+
+    def __enter__(self) -> Background:
+        import resource
+        import time
+
+        self._t = time.perf_counter()
+        self._busy = _busy_seconds()
+        self._own = time.process_time()
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._kids = ru.ru_utime + ru.ru_stime
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+        import time
+
+        self.wall = time.perf_counter() - self._t
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = time.process_time() - self._own + ru.ru_utime + ru.ru_stime - self._kids
+        self.others = max(0.0, _busy_seconds() - self._busy - own)
+        self.load = self.others / max(self.wall, 1e-9)
+
+
+def _busy_seconds() -> float:
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def loads(bgs: Sequence[Background]) -> str:
+    return "/".join(f"{b.load:.2f}" for b in bgs)
+
+
+_SPIN = "s = 0\nfor i in range(12_000_000):\n    s += i * i\n"
+
+
+def parallel_ceiling(repeat: int = 3) -> tuple[float, list[float]]:
+    """The speed-up two CPU-bound processes get over one on this machine right now:
+    2 x t(one spin) / t(two spins at once), median of ``repeat`` (2.0 on two free cores)."""
+    import time
+
+    def timed(k: int) -> float:
+        t = time.perf_counter()
+        procs = [subprocess.Popen([PYTHON, "-c", _SPIN]) for _ in range(k)]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t
+
+    ratios = [2 * timed(1) / timed(2) for _ in range(repeat)]
+    return median(ratios), ratios
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary folder for the big inputs and outputs, removed at the end (kept, and its
+    path printed, if the environment variable ELOCAP_BENCH_KEEP is set)."""
+    path = Path(tempfile.mkdtemp(prefix="elocap-bench-"))
+    try:
+        yield path
+    finally:
+        if os.environ.get("ELOCAP_BENCH_KEEP"):
+            print(f"kept {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)

@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +52,11 @@ def run_timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def main() -> None:
+    with c.scratch_dir() as _tmp:
+        _main(_tmp)
+
+
+def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=50, help="minimum input size in MB (default 50)")
     ap.add_argument("--repeat", type=int, default=5)
@@ -63,15 +67,26 @@ def main() -> None:
     from data_pipeline.filters import FilterConfig
 
     print(c.machine())
-    tmp = Path(tempfile.mkdtemp(prefix="elocap-bench-filter-"))
     big, copies = c.replicate(c.read_pgn_bytes(c.SLICE_2021), int(args.mb * c.MB), tmp / "big.pgn")
     size = big.stat().st_size
     games = 999 * copies
     tags = tmp / "tags.txt"
     tags.write_text(f'WhiteElo <= "{args.cap}"\nBlackElo <= "{args.cap}"\n')
     out_e, out_i, out_p = tmp / "out_elocap.pgn", tmp / "out_inproc.pgn", tmp / "out_pgnextract.pgn"
-    cli = ["taskset", "-c", "0", c.ELOCAP, "data", "filter", str(big), "--cap", str(args.cap),
-           "--only-elo", "-o", str(out_e)]  # fmt: skip
+    cli = [
+        "taskset",
+        "-c",
+        "0",
+        c.ELOCAP,
+        "data",
+        "filter",
+        str(big),
+        "--cap",
+        str(args.cap),
+        "--only-elo",
+        "-o",
+        str(out_e),
+    ]
     pgx = ["taskset", "-c", "0", c.PGN_EXTRACT, "-t", str(tags), "-s", "-o", str(out_p), str(big)]
     startup = ["taskset", "-c", "0", c.ELOCAP, "data", "filter", "--help"]
     print(f"input: {big} ({size / c.MB:.1f} MB, {copies} copies, {games} games)")
@@ -83,7 +98,10 @@ def main() -> None:
     t_cli, t_inp, t_pgx, t_start = [], [], [], []
     kept_cli = kept_inp = None
     run_timed(cli)  # warm the page cache and Python's bytecode cache once
+    busy, bgs = [], []
     for _ in range(args.repeat):
+        busy.append(c.wait_quiet())
+        bg = c.Background().__enter__()
         dt, err = run_timed(cli)
         t_cli.append(dt)
         kept_cli = int(re.search(r"kept (\d+)", err).group(1))
@@ -96,6 +114,8 @@ def main() -> None:
         os.sched_setaffinity(0, affinity)
         kept_inp = report.kept
         t_start.append(run_timed(startup)[0])
+        bg.__exit__()
+        bgs.append(bg)
 
     n_e, sites_e = count_games(out_e)
     n_p, sites_p = count_games(out_p)
@@ -104,20 +124,47 @@ def main() -> None:
 
     m_cli, m_inp, m_pgx = c.median(t_cli), c.median(t_inp), c.median(t_pgx)
     rows = [
-        ["elocap CLI (subprocess, taskset -c 0)", m_cli, games / m_cli, size / m_cli / c.MB,
-         m_pgx / m_cli, n_e, c.runs(t_cli)],
-        ["elocap filter_games (in-process, core 0)", m_inp, games / m_inp, size / m_inp / c.MB,
-         m_pgx / m_inp, kept_inp, c.runs(t_inp)],
-        ["pgn-extract -t tags.txt -s (taskset -c 0)", m_pgx, games / m_pgx, size / m_pgx / c.MB,
-         1.0, n_p, c.runs(t_pgx)],
-    ]  # fmt: skip
+        [
+            "elocap CLI (subprocess, taskset -c 0)",
+            m_cli,
+            games / m_cli,
+            size / m_cli / c.MB,
+            m_pgx / m_cli,
+            n_e,
+            c.runs(t_cli),
+        ],
+        [
+            "elocap filter_games (in-process, core 0)",
+            m_inp,
+            games / m_inp,
+            size / m_inp / c.MB,
+            m_pgx / m_inp,
+            kept_inp,
+            c.runs(t_inp),
+        ],
+        [
+            "pgn-extract -t tags.txt -s (taskset -c 0)",
+            m_pgx,
+            games / m_pgx,
+            size / m_pgx / c.MB,
+            1.0,
+            n_p,
+            c.runs(t_pgx),
+        ],
+    ]
     print()
-    print(c.table(["contender", "median s", "games/s", "MB/s", "x pgn-extract", "kept",
-                   "runs (s)"], rows))  # fmt: skip
-    print(f"\nelocap CLI start-up (`elocap data filter --help`): median {c.median(t_start):.2f} s")
-    paired = sorted(p / e for p, e in zip(t_pgx, t_cli))
-    print(f"median of the paired (same-repeat) ratios elocap CLI / pgn-extract: "
-          f"{c.median(paired):.2f}x")
+    print(
+        c.table(
+            ["contender", "median s", "games/s", "MB/s", "x pgn-extract", "kept", "runs (s)"], rows
+        )
+    )
+    print(f"\nothers' CPU load (cores busy elsewhere) during each repeat: {c.loads(bgs)}")
+    print(f"elocap CLI start-up (`elocap data filter --help`): median {c.median(t_start):.2f} s")
+    paired = sorted(p / e for p, e in zip(t_pgx, t_cli, strict=False))
+    print(
+        f"median of the paired (same-repeat) ratios elocap CLI / pgn-extract: "
+        f"{c.median(paired):.2f}x"
+    )
     print(f"same kept games (count and Site tags): {same} ({n_e} vs {n_p})")
     ratio = m_pgx / m_cli
     verdict = "goal met" if ratio >= 1.5 else "target met" if ratio >= 1.0 else "target MISSED"

@@ -160,7 +160,7 @@ def decode_game(raw: RawGame, headers: dict[str, str], cfg: FilterConfig) -> Dec
     try:
         raws, moves = replay(sans)
     except ReplayError as e:
-        raise MovetextError(e.reason, str(e)) from None
+        raise MovetextError(e.reason, e.detail) from None
     w, b = elo_pair(headers)
     return DecodedGame(
         raws=raws,

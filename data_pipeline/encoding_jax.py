@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pgx.chess
+from pgx._src.games import chess as _chess
 
 from data_pipeline.encoding import HALFMOVE_CAP, MOVE_ACTION, OBS_LEN
 
@@ -23,7 +24,7 @@ _MOVE_ACTION = jnp.asarray(MOVE_ACTION)  # int32[64, 64], mover-frame python-che
 _E1, _A1, _H1, _E8, _A8, _H8 = 4, 0, 7, 60, 56, 63
 _PAWN, _ROOK, _KING, _OPP = 1, 4, 6, 6  # our token values; opponent token = piece + _OPP
 
-__all__ = ["OBS_LEN", "encode_pgx_state"]
+__all__ = ["OBS_LEN", "encode_pgx_state", "legal_action_mask_from_obs"]
 
 
 def encode_pgx_state(state: pgx.chess.State) -> jax.Array:  # uint8[OBS_LEN]
@@ -57,3 +58,34 @@ def encode_pgx_state(state: pgx.chess.State) -> jax.Array:  # uint8[OBS_LEN]
     halfmove = jnp.minimum(x.halfmove_count, HALFMOVE_CAP)
     extra = jnp.stack([castling, ep, halfmove])
     return jnp.concatenate([squares, extra]).astype(jnp.uint8)
+
+
+def legal_action_mask_from_obs(obs: jax.Array) -> jax.Array:  # uint8[OBS_LEN] -> bool[4672]
+    """The legal actions of ONE encoded position, by pgx's own move generator (jit-able;
+    ``jax.vmap`` it for a batch). Equals ``encoding.legal_action_mask`` of the encoded board.
+
+    The pgx game state is rebuilt from the tokens: board in pgx's numbering and signs, castling
+    rights, en passant (our token marks only LEGAL en-passant captures, which is all pgx needs)
+    and the halfmove clock. Repetition history is not in the encoding and plays no part in
+    which moves are legal.
+    """
+    tokens = obs.astype(jnp.int32)
+    squares = tokens[:64]  # python-chess numbering, mover's frame
+    board = jnp.where(squares > _OPP, _OPP - squares, squares)[_TO_PGX]  # int32[64], pgx signs
+    c = tokens[64]
+    castling_rights = jnp.stack(
+        [
+            jnp.stack([(c >> 1) & 1, c & 1]),  # mover: queen side, king side
+            jnp.stack([(c >> 3) & 1, (c >> 2) & 1]),  # opponent: queen side, king side
+        ]
+    ).astype(jnp.bool_)  # bool[2, 2]
+    ep = tokens[65]
+    # pgx square (file * 8 + rank) of the skipped square, on rank 6 in the mover's frame
+    en_passant = jnp.where(ep > 0, (ep - 1) * 8 + 5, -1)
+    state = _chess.GameState(
+        board=board,
+        castling_rights=castling_rights,
+        en_passant=en_passant,
+        halfmove_count=tokens[66],
+    )
+    return _chess._legal_action_mask(state)

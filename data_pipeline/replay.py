@@ -61,6 +61,7 @@ class ReplayError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 _MISSING = (-1, 0, 0, 0, 0)  # a sentinel for the parse cache
@@ -283,7 +284,7 @@ def _legal_ep_file(ep: int, us: int, pieces: list[int], occ_c: list[int]) -> int
 
 def _referee(san_bytes: bytes, s: State, ply: int) -> chess.Move:
     """python-chess's reading of ``san`` in state ``s``; raises ReplayError if it refuses."""
-    board = to_board(s)
+    board = to_board(s, ply)
     san = san_bytes.decode("ascii")
     try:
         return board.parse_san(san)
@@ -293,8 +294,8 @@ def _referee(san_bytes: bytes, s: State, ply: int) -> chess.Move:
         raise ReplayError("illegal_move", f"ply {ply}: {san} in {board.fen()}") from None
 
 
-def to_board(s: State) -> chess.Board:
-    """A python-chess board holding state ``s``."""
+def to_board(s: State, ply: int = 0) -> chess.Board:
+    """A python-chess board holding state ``s`` reached after ``ply`` plies."""
     pieces, occ_c, us, castling, ep, halfmove = s
     board = chess.Board.empty()
     board.pawns, board.knights, board.bishops = (pieces[i] | pieces[i + 6] for i in range(3))
@@ -308,4 +309,5 @@ def to_board(s: State) -> chess.Board:
             board.castling_rights |= rook
     board.ep_square = ep if ep >= 0 else None
     board.halfmove_clock = halfmove
+    board.fullmove_number = ply // 2 + 1
     return board

@@ -103,6 +103,43 @@ def _data_stats(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train(a: argparse.Namespace) -> int:
+    from scaling.config import load_train_config
+    from scaling.train import train
+
+    result = train(load_train_config(a.config), progress=True)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _sweep(a: argparse.Namespace) -> int:
+    from scaling.sweep import format_status, load_sweep_config, run_sweep, status_rows
+
+    words = a.words
+    if len(words) == 2 and words[0] == "status":
+        print(format_status(status_rows(load_sweep_config(Path(words[1])))))
+        return 0
+    if len(words) != 1:
+        raise ValueError("usage: elocap sweep CONFIG | elocap sweep status CONFIG")
+    sweep = load_sweep_config(Path(words[0]))
+    run_sweep(sweep)
+    print(format_status(status_rows(sweep)))
+    return 0
+
+
+def _sizes(a: argparse.Namespace) -> int:
+    from scaling.flops import forward_flops_per_position
+    from scaling.model import NAMED_SIZES, param_count
+
+    print(
+        f"{'name':>6} {'width':>6} {'depth':>6} {'heads':>6} {'params':>14} {'fwd FLOPs/pos':>14}"
+    )
+    for name, cfg in NAMED_SIZES.items():
+        n, f = param_count(cfg), forward_flops_per_position(cfg)
+        print(f"{name:>6} {cfg.width:>6} {cfg.depth:>6} {cfg.heads:>6} {n:>14,} {f:>14.3g}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elocap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +168,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("dir", type=Path, help="a build's output directory")
     s.add_argument("--json", action="store_true", help="print the whole manifest")
     s.set_defaults(func=_data_stats)
+
+    t = sub.add_parser("train", help="one supervised run from a TOML TrainConfig")
+    t.add_argument("config", type=Path)
+    t.set_defaults(func=_train)
+    w = sub.add_parser("sweep", help="run a sweep (caps x sizes x budgets) on Ray, or its status")
+    w.add_argument("words", nargs="+", metavar="[status] CONFIG")
+    w.set_defaults(func=_sweep)
+    z = sub.add_parser("sizes", help="the named model sizes with parameters and FLOPs")
+    z.set_defaults(func=_sizes)
     return p
 
 

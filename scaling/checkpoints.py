@@ -1,0 +1,67 @@
+"""Orbax checkpoints of a run: parameters, optimiser state and RNG (the traced TrainState), and
+beside them the step, the cumulative FLOPs and the data iterator's state.
+
+Kept permanently: the FLOP milestones of the run (log-spaced, see ``train.milestone_steps``);
+kept until replaced: the latest checkpoint, for resuming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+
+def manager(directory: Path, milestones: Sequence[int]) -> ocp.CheckpointManager:
+    """A synchronous CheckpointManager that keeps the milestones and the latest step."""
+    options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=False,
+        preservation_policy=pp.AnyPreservationPolicy(
+            [pp.LatestN(1), pp.CustomSteps(list(milestones))]
+        ),
+    )
+    return ocp.CheckpointManager(
+        Path(directory).absolute(), options=options, item_names=("state", "meta")
+    )
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any, flops: float) -> None:
+    """Saves one step atomically (orbax writes a temporary directory, then renames it)."""
+    meta = {"step": step, "flops": flops, "data_state": data_iter.get_state()}
+    mgr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+    )
+
+
+def restore_latest(mgr: ocp.CheckpointManager, template: Any, data_iter: Any) -> tuple[Any, int]:
+    """(state, step) of the latest checkpoint, with ``data_iter`` moved to where it was; the
+    template itself and step 0 when there is none."""
+    step = mgr.latest_step()
+    if step is None:
+        return template, 0
+    restored = mgr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
+        ),
+    )
+    data_iter.set_state(restored.meta["data_state"])
+    return restored.state, step
+
+
+def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
+    """Every kept checkpoint of a run: [{"step", "flops", "path"}], by step."""
+    mgr = ocp.CheckpointManager(
+        (Path(run_dir) / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_names=("state", "meta"),
+    )
+    rows = []
+    for step in mgr.all_steps():
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        rows.append({"step": step, "flops": meta["flops"], "path": str(mgr.directory / str(step))})
+    return sorted(rows, key=lambda r: r["step"])

@@ -1,0 +1,141 @@
+"""Typed, frozen configs of the supervised stage: model, optimiser, one run, a sweep.
+
+Configs load from TOML (``load_train_config``); unknown keys and wrong types are errors with the
+key's path in the message. Derived values (steps from a FLOP budget, run ids) are functions in
+``scaling.flops`` and ``scaling.sweep``, never fields mutated after load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A transformer over the 67 position tokens (see data_pipeline.encoding)."""
+
+    width: int = 64  # model dimension
+    depth: int = 2  # transformer blocks
+    heads: int = 4  # attention heads; width % heads == 0
+    mlp_ratio: int = 4  # hidden width of each MLP / width
+    elo_buckets: int = 0  # 0: no Elo conditioning; else buckets of the mover's rating
+    elo_bucket_width: int = 100  # rating per bucket; bucket = clip(elo // width, 0, buckets - 1)
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth", "heads", "mlp_ratio", "elo_bucket_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ValueError(
+                f"model.width ({self.width}) must be a multiple of heads ({self.heads})"
+            )
+        if self.elo_buckets < 0:
+            raise ValueError(f"model.elo_buckets must be >= 0, got {self.elo_buckets}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """AdamW with linear warm-up, cosine decay and global-norm clipping."""
+
+    learning_rate: float = 1e-3  # peak
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.1  # cosine decays to this fraction of the peak
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.95
+    clip_norm: float = 1.0
+    value_loss_weight: float = 1.0  # loss = policy CE + weight * value CE
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError("optim.final_lr_fraction must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One supervised run: data, model, optimiser and a compute budget in FLOPs (or steps)."""
+
+    data_dir: str  # a finished `elocap data build` directory
+    out_dir: str  # the run's directory (config, metrics.jsonl, checkpoints)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    batch_size: int = 256  # global batch, split over all local devices
+    budget_flops: float | None = None  # training FLOPs; the number of steps follows from it
+    steps: int | None = None  # or a number of steps (exactly one of the two)
+    seed: int = 0  # parameters, data order, everything
+    milestones: int = 16  # permanent checkpoints at log-spaced cumulative FLOPs
+    checkpoint_every: int = 200  # steps between "latest" checkpoints (for resuming)
+    log_every: int = 10  # steps between metrics lines
+    eval_every: int = 0  # steps between validation passes (0: only at the end)
+    eval_batches: int = 8  # validation batches per pass
+    dtype: str = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU), float32, bfloat16
+    loader_workers: int = 0  # grain worker processes
+
+    def __post_init__(self) -> None:
+        if (self.budget_flops is None) == (self.steps is None):
+            raise ValueError("give exactly one of budget_flops and steps")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.budget_flops is not None and self.budget_flops <= 0:
+            raise ValueError(f"budget_flops must be > 0, got {self.budget_flops}")
+        for name in ("batch_size", "milestones", "log_every", "checkpoint_every", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain data (for TOML/JSON and for hashing)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
+    """Builds a (nested) config dataclass from plain data, with clear errors."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'config'} must be a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown keys in {path or 'config'}: {sorted(unknown)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{path}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return from_dict(hint, value, path + ".")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and isinstance(value, dict):
+        return {str(k): _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if origin is tuple and isinstance(value, list | tuple):
+        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool) and type(value) is option:
+            return value
+    raise ValueError(f"{path} must be {hint}, got {value!r}")
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """A TrainConfig from a TOML file (tables [model] and [optim] nest)."""
+    with open(path, "rb") as f:
+        return from_dict(TrainConfig, tomllib.load(f))
