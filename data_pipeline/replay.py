@@ -37,6 +37,8 @@ _FILES, _RANKS = chess.BB_FILES, chess.BB_RANKS
 _CASTLE_CLEAR = {chess.E1: 0b0011, chess.H1: 0b0001, chess.A1: 0b0010}
 _CASTLE_CLEAR |= {chess.E8: 0b1100, chess.H8: 0b0100, chess.A8: 0b1000}
 _CASTLE_ROOKS = ((chess.BB_H1, 0), (chess.BB_A1, 1), (chess.BB_H8, 2), (chess.BB_A8, 3))
+_CASTLING_SAN = {b"O-O": 0, b"0-0": 0, b"O-O-O": 1, b"0-0-0": 1}  # king side 0, queen side 1
+_CASTLING_BETWEEN = (chess.BB_F1 | chess.BB_G1, chess.BB_B1 | chess.BB_C1 | chess.BB_D1)
 _START = chess.Board()
 START_PIECES = [
     bb & _START.occupied_co[colour]
@@ -212,10 +214,12 @@ def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
             halfmove = 0 if p == 0 or captured else halfmove + 1
             us = 1 - us
             move: Move = (frm, to, promo)
-        else:  # python-chess decides
+        else:
             state: State = [pieces, occ_c, us, castling, ep, halfmove]
-            ref = _referee(san, state, ply)
-            move = (ref.from_square, ref.to_square, ref.promotion or 0)
+            move = _castling(san, state)
+            if move is None:  # python-chess decides
+                ref = _referee(san, state, ply)
+                move = (ref.from_square, ref.to_square, ref.promotion or 0)
             state = [pieces[:], occ_c[:], us, castling, ep, halfmove]
             _apply(state, -1, *move)
             new, occ_c, us, castling, ep, halfmove = state
@@ -223,6 +227,26 @@ def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
         moves.append(move)
         legal_ep = -1 if ep < 0 else _legal_ep_file(ep, us, pieces, occ_c)
     return raws, moves
+
+
+def _castling(san: bytes, s: State) -> Move | None:
+    """The king's move of a legal castling written O-O or O-O-O; None for anything else."""
+    side = _CASTLING_SAN.get(san)
+    if side is None:
+        return None
+    pieces, occ_c, us, castling, _, _ = s
+    if not castling >> (side + 2 * us) & 1:
+        return None
+    king = 4 if us == 0 else 60
+    step = 1 if side == 0 else -1
+    between = _CASTLING_BETWEEN[side] << (56 * us)
+    occ = occ_c[0] | occ_c[1]
+    if occ & between or not pieces[us * 6 + 5] >> king & 1:
+        return None
+    for sq in (king, king + step, king + 2 * step):  # the king may not pass through check
+        if _attacked(sq, 1 - us, pieces, occ):
+            return None
+    return (king, king + 2 * step, 0)
 
 
 def _apply_checked(s: State, p: int, frm: int, to: int, promo: int) -> bool:
