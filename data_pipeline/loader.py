@@ -87,6 +87,10 @@ def dataset(data_dir: Path, split: str, cfg: LoaderConfig) -> grain.IterDataset:
         grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch)
     )
     if cfg.worker_count > 0:
+        from absl import flags  # grain's worker processes read absl flags
+
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))
     return it
 

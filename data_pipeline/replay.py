@@ -33,6 +33,9 @@ _RANK_ATT, _FILE_ATT, _DIAG_ATT = (
 )
 _RANK_MASK, _FILE_MASK, _DIAG_MASK = chess.BB_RANK_MASKS, chess.BB_FILE_MASKS, chess.BB_DIAG_MASKS
 _FILES, _RANKS = chess.BB_FILES, chess.BB_RANKS
+# The squares on a rook's and a bishop's lines through each square, on an empty board.
+_ROOK_LINES = [_RANK_ATT[sq][0] | _FILE_ATT[sq][0] for sq in range(64)]
+_BISHOP_LINES = [_DIAG_ATT[sq][0] for sq in range(64)]
 # Castling bits (encoding.board_raw's layout) lost when a move starts or ends on a square.
 _CASTLE_CLEAR = {chess.E1: 0b0011, chess.H1: 0b0001, chess.A1: 0b0010}
 _CASTLE_CLEAR |= {chess.E8: 0b1100, chess.H8: 0b0100, chess.A8: 0b1000}
@@ -103,11 +106,12 @@ def _attacked(sq: int, by: int, pieces: list[int], occ: int) -> bool:
         return True
     if _PAWN_ATTACKS[by][sq] & pieces[o]:  # python-chess colours: index 0 is black
         return True
+    # Sliders: look attacks up only if one stands on a line through ``sq`` at all.
     queens = pieces[o + 4]
-    rq = pieces[o + 3] | queens
+    rq = (pieces[o + 3] | queens) & _ROOK_LINES[sq]
     if rq and (_RANK_ATT[sq][_RANK_MASK[sq] & occ] | _FILE_ATT[sq][_FILE_MASK[sq] & occ]) & rq:
         return True
-    bq = pieces[o + 2] | queens
+    bq = (pieces[o + 2] | queens) & _BISHOP_LINES[sq]
     return bool(bq and _DIAG_ATT[sq][_DIAG_MASK[sq] & occ] & bq)
 
 
