@@ -220,8 +220,10 @@ def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
             move: Move = (frm, to, promo)
         else:
             state: State = [pieces, occ_c, us, castling, ep, halfmove]
-            move = _castling(san, state)
-            if move is None:  # python-chess decides
+            castle = _castling(san, state)
+            if castle is not None:
+                move = castle
+            else:  # python-chess decides
                 ref = _referee(san, state, ply)
                 move = (ref.from_square, ref.to_square, ref.promotion or 0)
             state = [pieces[:], occ_c[:], us, castling, ep, halfmove]

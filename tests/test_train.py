@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -36,8 +37,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _cfg(shards: Path, out: Path, **kw: object) -> TrainConfig:
-    base = {
+def _cfg(shards: Path, out: Path, **kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
         "data_dir": str(shards),
         "out_dir": str(out),
         "model": NAMED_SIZES["10k"],
@@ -46,7 +47,7 @@ def _cfg(shards: Path, out: Path, **kw: object) -> TrainConfig:
         "log_every": 1,
         "eval_batches": 1,
     }
-    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+    return TrainConfig(**{**base, **kw})
 
 
 def _write_toml(cfg: TrainConfig, path: Path) -> None:
