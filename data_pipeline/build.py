@@ -2,23 +2,16 @@
 
 Work is cut into chunks of ``chunk_games`` consecutive games of one source (rejected games
 count too, so chunk boundaries depend only on the source bytes). The driver streams each source
-once, ships each chunk to a Ray task, and keeps a bounded number of tasks in flight, so memory
-stays flat. A task filters, decodes and encodes its games, writes one shard per split and then,
-last, a small JSON record of the chunk; all writes are atomic. A chunk whose record exists is
-finished and skipped, so an interrupted build resumes where it stopped, and the manifest, built
-from the chunk records alone, is the same as after an uninterrupted build.
-
-Shard format: array_record with ``group_size:1``, one record per example (``EXAMPLE_DTYPE``
-bytes). It is the format grain's random-access ``ArrayRecordDataSource`` reads natively, with
-O(1) reads for a global shuffle over billions of positions; parquet would need whole row groups
-per read and only grain's sequential readers.
+once, ships each chunk to a Ray task (``chunks.process_chunk``), and keeps a bounded number of
+tasks in flight, so memory stays flat. A chunk whose record exists is finished and skipped, so
+an interrupted build resumes where it stopped, and the manifest, built from the chunk records
+alone, is the same as after an uninterrupted build.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -27,165 +20,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from data_pipeline import decode, encoding, sources
-from data_pipeline.filters import REASONS, FilterConfig, header_predicates, prefilter
+from data_pipeline.chunks import (
+    ELO_BIN,
+    EXAMPLES_PER_REASON,
+    SPLITS,
+    BuildConfig,
+    SplitConfig,
+    process_chunk,
+)
+from data_pipeline.files import atomic_write_text
+from data_pipeline.filters import REASONS
 from data_pipeline.pgn import RawGame, iter_raw_games
 
-SPLITS = ("train", "val", "test")
+__all__ = ["SPLITS", "BuildConfig", "BuildError", "SplitConfig", "build", "make_manifest"]
 MANIFEST_VERSION = 1
-_ELO_BIN = 100  # width of the Elo histogram's bins
-_EXAMPLES_PER_REASON = 3  # rejected games named in the manifest per source and reason
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SplitConfig:
-    """How games are assigned to splits: by a hash of the game, never by position in a file."""
-
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
-            raise ValueError("split fractions must be in [0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must leave room for training data")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BuildConfig:
-    """Everything that decides a build's output (and only that: no paths, no worker counts)."""
-
-    filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
-    splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
-    chunk_games: int = 2000  # games per chunk: one Ray task, one shard per split
-
-    def __post_init__(self) -> None:
-        if self.chunk_games < 1:
-            raise ValueError(f"chunk_games must be >= 1, got {self.chunk_games}")
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        f = d["filters"]
-        for key in ("time_controls", "reject_terminations"):
-            if f[key] is not None:
-                f[key] = sorted(f[key])
-        return d
-
-
-def split_of(game_ids: np.ndarray, cfg: SplitConfig) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) of each game id: uint64[N] -> int8[N]."""
-    u = (game_ids >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # uniform in [0, 1)
-    out = np.zeros(len(game_ids), np.int8)
-    out[u < cfg.val_fraction + cfg.test_fraction] = 2
-    out[u < cfg.val_fraction] = 1
-    return out
-
-
-# --- one chunk: runs in a Ray task (or in-process) ------------------------------------------
-
-
-def process_chunk(
-    games: Sequence[RawGame], cfg: BuildConfig, out_dir: str, key: str
-) -> dict[str, Any]:
-    """Filters, decodes and encodes one chunk; writes its shards and its record; returns it."""
-    predicates = header_predicates(cfg.filters)
-    rejected: collections.Counter[str] = collections.Counter()
-    examples: dict[str, list[list[Any]]] = collections.defaultdict(list)
-    elo_hist: collections.Counter[int] = collections.Counter()
-    decoded: list[decode.DecodedGame] = []
-    for game in games:
-        reason, detail = _reject_reason(game)
-        headers = game.headers()
-        if reason is None:
-            reason = prefilter(headers, predicates, cfg.filters)
-        if reason is None:
-            try:
-                decoded.append(decode.decode_game(game, headers, cfg.filters))
-            except decode.MovetextError as e:
-                reason, detail = e.reason, str(e)
-        if reason is not None:
-            rejected[reason] += 1
-            if len(examples[reason]) < _EXAMPLES_PER_REASON:
-                examples[reason].append([game.index, detail or _describe(headers)])
-            continue
-        for rating in (decoded[-1].white_elo, decoded[-1].black_elo):
-            if rating >= 0:
-                elo_hist[rating // _ELO_BIN * _ELO_BIN] += 1
-    data = decode.to_examples(decoded, cfg.filters)
-    split = split_of(data["game_id"], cfg.splits)
-    shards = []
-    for s, name in enumerate(SPLITS):
-        part = data[split == s]
-        if len(part):
-            shards.append(_write_shard(Path(out_dir) / name / f"{key}.array_record", part, name))
-    record = {
-        "key": key,
-        "games": len(games),
-        "kept": len(decoded),
-        "rejected": dict(sorted(rejected.items())),
-        "rejected_examples": {k: v for k, v in sorted(examples.items())},
-        "positions": {name: int((split == s).sum()) for s, name in enumerate(SPLITS)},
-        "elo_histogram": {str(k): v for k, v in sorted(elo_hist.items())},
-        "shards": shards,
-    }
-    atomic_write_text(Path(out_dir) / "chunks" / f"{key}.json", json.dumps(record, indent=1))
-    return record
-
-
-def _reject_reason(game: RawGame) -> tuple[str | None, str]:
-    if game.truncated:
-        return "truncated", "the source ended inside this game"
-    if game.oversized:
-        return "oversized", f"cut at {len(game.data)} bytes"
-    if game.header_end == 0:
-        return "no_headers", game.data[:60].decode("utf-8", "replace")
-    return None, ""
-
-
-def _describe(headers: dict[str, str]) -> str:
-    keys = ("Site", "White", "Black", "WhiteElo", "BlackElo", "Event", "Variant", "TimeControl")
-    return " ".join(f"{k}={headers[k]!r}" for k in keys if k in headers)
-
-
-def _write_shard(path: Path, part: np.ndarray, split: str) -> dict[str, Any]:
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    writer = ArrayRecordWriter(str(tmp), "group_size:1")
-    for row in part:
-        writer.write(row.tobytes())
-    writer.close()
-    digest = file_sha256(tmp)
-    os.replace(tmp, path)
-    return {
-        "path": f"{split}/{path.name}",
-        "split": split,
-        "records": len(part),
-        "bytes": path.stat().st_size,
-        "sha256": digest,
-    }
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes a file so that readers see the old content or the new, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # --- chunking ----------------------------------------------------------------------------------
@@ -249,7 +98,7 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
             row_rejected.update(rec["rejected"])
             for reason, ex in rec["rejected_examples"].items():
                 row_examples.setdefault(reason, [])
-                row_examples[reason] += ex[: _EXAMPLES_PER_REASON - len(row_examples[reason])]
+                row_examples[reason] += ex[: EXAMPLES_PER_REASON - len(row_examples[reason])]
             positions.update(rec["positions"])
             elo_hist.update({int(k): v for k, v in rec["elo_histogram"].items()})
             shards += rec["shards"]
@@ -284,7 +133,7 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
         "rejected": dict(sorted(rejected.items())),
         "reasons": {k: REASONS[k] for k in sorted(rejected)},
         "elo_histogram": {
-            "bin_width": _ELO_BIN,
+            "bin_width": ELO_BIN,
             "player_ratings": {str(k): v for k, v in sorted(elo_hist.items())},
         },
         "positions": {name: positions[name] for name in SPLITS},

@@ -14,13 +14,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grain
+if TYPE_CHECKING:
+    import grain
+
 import numpy as np
 
-from data_pipeline.build import SPLITS, file_sha256
+from data_pipeline.chunks import SPLITS
 from data_pipeline.decode import EXAMPLE_DTYPE
+from data_pipeline.files import file_sha256
 
 # A batch: field name -> array with leading dimension B (see decode.EXAMPLE_DTYPE).
 #   obs uint8[B, OBS_LEN], action int32[B], result int8[B] (mover's view: 1 win, 0 draw, -1 loss),
@@ -146,6 +149,8 @@ def _index_shuffle(index: int, *, max_index: int, seed: int, rounds: int) -> int
 
 def dataset(data_dir: Path, split: str, cfg: LoaderConfig) -> grain.IterDataset:
     """The batches of ``split`` as a grain IterDataset (iterate it, or ``iter()`` it for state)."""
+    import grain  # imported here: it takes about a second, and most commands do not load data
+
     source = BatchSource(shard_paths(data_dir, split), cfg)
     ds: grain.MapDataset = grain.MapDataset.source(source)
     options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch)

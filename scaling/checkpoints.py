@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -55,13 +56,39 @@ def restore_latest(mgr: ocp.CheckpointManager, template: Any, data_iter: Any) ->
 
 def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
     """Every kept checkpoint of a run: [{"step", "flops", "path"}], by step."""
-    mgr = ocp.CheckpointManager(
-        (Path(run_dir) / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(read_only=True),
-        item_names=("state", "meta"),
-    )
+    mgr = _reader(run_dir)
     rows = []
     for step in mgr.all_steps():
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         rows.append({"step": step, "flops": meta["flops"], "path": str(mgr.directory / str(step))})
     return sorted(rows, key=lambda r: r["step"])
+
+
+def _reader(run_dir: Path) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        (Path(run_dir) / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        },
+    )
+
+
+def restore_state(run_dir: Path, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """(state, meta) of a checkpoint (default: the latest) as a tree of arrays on this process's
+    first device, whatever devices saved it (a run trained on 8 GPUs loads on a laptop CPU)."""
+    mgr = _reader(run_dir)
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint")
+    tree = mgr.item_metadata(step)["state"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    restored = mgr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+        ),
+    )
+    return restored.state, dict(restored.meta)

@@ -30,8 +30,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from data_pipeline import loader
-from data_pipeline.build import atomic_write_text
 from data_pipeline.encoding_jax import legal_action_mask_from_obs
+from data_pipeline.files import atomic_write_text
 from scaling import checkpoints, flops
 from scaling.config import TrainConfig, to_dict
 from scaling.model import PolicyValueNet, init_params

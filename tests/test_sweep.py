@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -45,45 +46,40 @@ def test_run_configs_are_deterministic_data(tmp_path: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_sweep_survives_a_killed_worker_and_reruns_nothing(tmp_path: Path) -> None:
-    import ray
-
+def test_sweep_survives_a_killed_worker_and_reruns_nothing(
+    tmp_path: Path, ray_cluster: None
+) -> None:
     data = tmp_path / "data"
     build([str(data_file(SLICE))], data, BuildConfig(filters=FilterConfig(cap=1800)), use_ray=False)
     sweep = _sweep(tmp_path, data)
     runs = run_configs(sweep)
     victim = Path(runs[-1].out_dir)  # the largest model and budget: the longest trial
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        import threading
 
-        killed: list[int] = []
+    killed: list[int] = []
 
-        def kill_when_started() -> None:
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                plan, metrics = victim / "plan.json", victim / "metrics.jsonl"
-                if plan.exists() and metrics.exists() and metrics.read_text().count("\n") >= 2:
-                    pid = json.loads(plan.read_text())["pid"]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-                time.sleep(0.05)
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            plan, metrics = victim / "plan.json", victim / "metrics.jsonl"
+            if plan.exists() and metrics.exists() and metrics.read_text().count("\n") >= 2:
+                pid = json.loads(plan.read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
 
-        killer = threading.Thread(target=kill_when_started)
-        killer.start()
-        results = run_sweep(sweep, progress=False)
-        killer.join()
-        assert killed, "the victim trial was never seen running"
-        assert len(results) == 6 and all(r["steps"] >= 1 for r in results)
-        assert json.loads((victim / "plan.json").read_text())["pid"] != killed[0]  # retried
-        rows = status_rows(sweep)
-        print(format_status(rows))
-        assert all(r["state"] == "done" and r["progress"] == 1.0 for r in rows)
-        stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
-        start = time.monotonic()
-        again = run_sweep(sweep, progress=False)
-        assert again == results and time.monotonic() - start < 5  # a second invocation: no work
-        assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
-    finally:
-        ray.shutdown()
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    results = run_sweep(sweep, progress=False)
+    killer.join()
+    assert killed, "the victim trial was never seen running"
+    assert len(results) == 6 and all(r["steps"] >= 1 for r in results)
+    assert json.loads((victim / "plan.json").read_text())["pid"] != killed[0]  # retried
+    rows = status_rows(sweep)
+    print(format_status(rows))
+    assert all(r["state"] == "done" and r["progress"] == 1.0 for r in rows)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
+    start = time.monotonic()
+    again = run_sweep(sweep, progress=False)
+    assert again == results and time.monotonic() - start < 5  # a second invocation: no work
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}

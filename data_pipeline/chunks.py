@@ -1,0 +1,157 @@
+"""One chunk of a build: filter, decode and encode its games, write one shard per split and
+then, last, the chunk's record. Runs in a Ray task (or in-process); every write is atomic.
+
+Shard format: array_record with ``group_size:1``, one record per example (``EXAMPLE_DTYPE``
+bytes). It is the format grain's random-access sources read natively; the loader reads each batch
+with one multi-record call per shard. Parquet would need whole row groups per read and only
+grain's sequential readers.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_pipeline import decode
+from data_pipeline.files import atomic_write_text, file_sha256
+from data_pipeline.filters import FilterConfig, header_predicates, prefilter
+from data_pipeline.pgn import RawGame
+
+SPLITS = ("train", "val", "test")
+MANIFEST_VERSION = 1
+ELO_BIN = 100  # width of the Elo histogram's bins
+EXAMPLES_PER_REASON = 3  # rejected games named in the manifest per source and reason
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SplitConfig:
+    """How games are assigned to splits: by a hash of the game, never by position in a file."""
+
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
+            raise ValueError("split fractions must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave room for training data")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuildConfig:
+    """Everything that decides a build's output (and only that: no paths, no worker counts)."""
+
+    filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
+    splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    chunk_games: int = 2000  # games per chunk: one Ray task, one shard per split
+
+    def __post_init__(self) -> None:
+        if self.chunk_games < 1:
+            raise ValueError(f"chunk_games must be >= 1, got {self.chunk_games}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        f = d["filters"]
+        for key in ("time_controls", "reject_terminations"):
+            if f[key] is not None:
+                f[key] = sorted(f[key])
+        return d
+
+
+def split_of(game_ids: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) of each game id: uint64[N] -> int8[N]."""
+    u = (game_ids >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # uniform in [0, 1)
+    out = np.zeros(len(game_ids), np.int8)
+    out[u < cfg.val_fraction + cfg.test_fraction] = 2
+    out[u < cfg.val_fraction] = 1
+    return out
+
+
+def process_chunk(
+    games: Sequence[RawGame], cfg: BuildConfig, out_dir: str, key: str
+) -> dict[str, Any]:
+    """Filters, decodes and encodes one chunk; writes its shards and its record; returns it."""
+    predicates = header_predicates(cfg.filters)
+    rejected: collections.Counter[str] = collections.Counter()
+    examples: dict[str, list[list[Any]]] = collections.defaultdict(list)
+    elo_hist: collections.Counter[int] = collections.Counter()
+    decoded: list[decode.DecodedGame] = []
+    for game in games:
+        reason, detail = _reject_reason(game)
+        headers = game.headers()
+        if reason is None:
+            reason = prefilter(headers, predicates, cfg.filters)
+        if reason is None:
+            try:
+                decoded.append(decode.decode_game(game, headers, cfg.filters))
+            except decode.MovetextError as e:
+                reason, detail = e.reason, str(e)
+        if reason is not None:
+            rejected[reason] += 1
+            if len(examples[reason]) < EXAMPLES_PER_REASON:
+                examples[reason].append([game.index, detail or _describe(headers)])
+            continue
+        for rating in (decoded[-1].white_elo, decoded[-1].black_elo):
+            if rating >= 0:
+                elo_hist[rating // ELO_BIN * ELO_BIN] += 1
+    data = decode.to_examples(decoded, cfg.filters)
+    split = split_of(data["game_id"], cfg.splits)
+    shards = []
+    for s, name in enumerate(SPLITS):
+        part = data[split == s]
+        if len(part):
+            shards.append(_write_shard(Path(out_dir) / name / f"{key}.array_record", part, name))
+    record = {
+        "key": key,
+        "games": len(games),
+        "kept": len(decoded),
+        "rejected": dict(sorted(rejected.items())),
+        "rejected_examples": {k: v for k, v in sorted(examples.items())},
+        "positions": {name: int((split == s).sum()) for s, name in enumerate(SPLITS)},
+        "elo_histogram": {str(k): v for k, v in sorted(elo_hist.items())},
+        "shards": shards,
+    }
+    atomic_write_text(Path(out_dir) / "chunks" / f"{key}.json", json.dumps(record, indent=1))
+    return record
+
+
+def _reject_reason(game: RawGame) -> tuple[str | None, str]:
+    if game.truncated:
+        return "truncated", "the source ended inside this game"
+    if game.oversized:
+        return "oversized", f"cut at {len(game.data)} bytes"
+    if game.header_end == 0:
+        return "no_headers", game.data[:60].decode("utf-8", "replace")
+    return None, ""
+
+
+def _describe(headers: dict[str, str]) -> str:
+    keys = ("Site", "White", "Black", "WhiteElo", "BlackElo", "Event", "Variant", "TimeControl")
+    return " ".join(f"{k}={headers[k]!r}" for k in keys if k in headers)
+
+
+def _write_shard(path: Path, part: np.ndarray, split: str) -> dict[str, Any]:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = ArrayRecordWriter(str(tmp), "group_size:1")
+    for row in part:
+        writer.write(row.tobytes())
+    writer.close()
+    digest = file_sha256(tmp)
+    os.replace(tmp, path)
+    return {
+        "path": f"{split}/{path.name}",
+        "split": split,
+        "records": len(part),
+        "bytes": path.stat().st_size,
+        "sha256": digest,
+    }
