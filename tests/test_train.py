@@ -195,6 +195,7 @@ def test_data_parallel_over_two_devices_matches_one(shards: Path, tmp_path: Path
         "from jobs.cli import main; sys.exit(main(['train', sys.argv[1]]))"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "two.toml")], env=env, check=True)
+
     def losses(run: str) -> list[float]:
         rows = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [r["loss"] for r in rows if r["split"] == "train"]
