@@ -138,6 +138,28 @@ def test_loader_batches_are_fixed_deterministic_and_resumable(tmp_path: Path) ->
         assert all(np.array_equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 64, 1000, 4097])
+def test_permutation_is_a_seeded_bijection(n: int) -> None:
+    from data_pipeline.loader import permute
+
+    p = permute(np.arange(n), n, seed=(7, 0))
+    assert sorted(p.tolist()) == list(range(n))
+    assert np.array_equal(p, permute(np.arange(n), n, seed=(7, 0)))
+    if n >= 64:
+        assert not np.array_equal(p, permute(np.arange(n), n, seed=(7, 1)))
+        assert not np.array_equal(p, np.arange(n))
+
+
+def test_cached_and_streamed_loaders_give_the_same_batches(tmp_path: Path) -> None:
+    build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
+    cached = iter(dataset(tmp_path / "out", "train", LoaderConfig(batch_size=16, seed=3)))
+    streamed_cfg = LoaderConfig(batch_size=16, seed=3, cache_bytes=0)
+    streamed = iter(dataset(tmp_path / "out", "train", streamed_cfg))
+    for _ in range(4):
+        a, b = next(cached), next(streamed)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_loader_epoch_covers_the_split_once(tmp_path: Path) -> None:
     manifest = build([str(data_file(SLICE))], tmp_path / "out", CFG, use_ray=False, progress=False)
     n = manifest["positions"]["val"]
