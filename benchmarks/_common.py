@@ -67,13 +67,11 @@ def pin_to_core(core: int = 0) -> bool:
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # no /proc/cpuinfo: keep platform's name
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     return (
         f"{cpu}, nproc={nproc}, Python {platform.python_version()}, "

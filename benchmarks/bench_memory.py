@@ -83,7 +83,7 @@ def pss_bytes(pid: int) -> int:
             if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
     except OSError:
-        pass
+        return 0  # the process is gone
     return 0
 
 

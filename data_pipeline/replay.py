@@ -181,7 +181,7 @@ def replay(sans: list[bytes]) -> tuple[list[Raw], list[Move]]:
         if parsed is not None:
             p, mask, to, file, promo = parsed
             if own >> to & 1:
-                pass  # onto our own piece: python-chess will say why
+                frm = -1  # onto our own piece: python-chess will say why
             elif p == 0:
                 frm = _pawn_origin(to, file, us, new, own | their, their, ep)
                 if frm >= 0 and (promo != 0) != ((to >> 3) == (7 if us == 0 else 0)):

@@ -261,7 +261,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     served: Served  # set on a per-server subclass
 
     def log_message(self, format: str, *args: object) -> None:
-        pass
+        """Silences the per-request log lines."""
 
     def do_GET(self) -> None:
         s = self.served
