@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,3 +234,9 @@ def scratch_dir() -> Iterator[Path]:
             print(f"kept {path}", file=sys.stderr)
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def run_in_scratch(main: Callable[[Path], None]) -> None:
+    """Runs a benchmark's ``main(tmp)`` with a scratch folder that is removed afterwards."""
+    with scratch_dir() as tmp:
+        main(tmp)

@@ -87,11 +87,6 @@ def cpu_by_role() -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    with c.scratch_dir() as _tmp:
-        _main(_tmp)
-
-
 def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=55, help="MB of replicated 2021-10 slice")
@@ -224,4 +219,4 @@ def _main(tmp: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    c.run_in_scratch(_main)

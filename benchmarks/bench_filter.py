@@ -51,11 +51,6 @@ def run_timed(cmd: list[str]) -> tuple[float, str]:
     return dt, p.stderr
 
 
-def main() -> None:
-    with c.scratch_dir() as _tmp:
-        _main(_tmp)
-
-
 def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=50, help="minimum input size in MB (default 50)")
@@ -172,4 +167,4 @@ def _main(tmp: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    c.run_in_scratch(_main)

@@ -130,11 +130,6 @@ def sampled(cmd: list[str], interval: float) -> tuple[dict[str, float], float, s
     return peak, time.perf_counter() - t, "".join(out)
 
 
-def main() -> None:
-    with c.scratch_dir() as _tmp:
-        _main(_tmp)
-
-
 def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=float, default=10, help="MB of the small input")
@@ -247,4 +242,4 @@ def _main(tmp: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    c.run_in_scratch(_main)

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +60,33 @@ def ray_cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+# --- the 2021-10 dump slice as bytes, for the source tests ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dump() -> bytes:
+    """The compressed bytes of the 2021-10 slice (a real Lichess .pgn.zst)."""
+    return data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def pgn(dump: bytes) -> bytes:
+    """The true decompressed content, through zstandard's one-shot reader."""
+    import io
+
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(dump)).read()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def read_blocks(stream: Any, block: int = 1 << 20) -> bytes:
+    """All of a stream, read in blocks (so a truncated source raises after its prefix)."""
+    return b"".join(iter(lambda: stream.read(block), b""))
