@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -140,6 +141,11 @@ def _sizes(a: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add their own subcommands: each has ``register(subparsers) -> None`` and keeps
+# its imports of heavy libraries inside the command functions.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elocap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -177,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_sweep)
     z = sub.add_parser("sizes", help="the named model sizes with parameters and FLOPs")
     z.set_defaults(func=_sizes)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 
