@@ -143,7 +143,7 @@ def _sizes(a: argparse.Namespace) -> int:
 
 # Modules that add their own subcommands: each has ``register(subparsers) -> None`` and keeps
 # its imports of heavy libraries inside the command functions.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("jobs.cmd_arena",)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -90,3 +90,40 @@ def write(path: Path, data: bytes) -> Path:
 def read_blocks(stream: Any, block: int = 1 << 20) -> bytes:
     """All of a stream, read in blocks (so a truncated source raises after its prefix)."""
     return b"".join(iter(lambda: stream.read(block), b""))
+
+
+# --- a tiny supervised checkpoint, shared by the arena and self-play tests -------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real shards of the 2021-10 slice below a 1500 cap."""
+    from data_pipeline.build import BuildConfig, build
+    from data_pipeline.filters import FilterConfig
+
+    out = tmp_path_factory.mktemp("tiny") / "data-cap1500"
+    slice_ = data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst")
+    cfg = BuildConfig(filters=FilterConfig(cap=1500), chunk_games=500)
+    build([str(slice_)], out, cfg, use_ray=False, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10k-parameter network trained for 40 steps on ``tiny_shards``: a real run directory."""
+    from scaling.config import TrainConfig
+    from scaling.model import NAMED_SIZES
+    from scaling.train import train
+
+    out = tmp_path_factory.mktemp("tiny") / "sup-10k"
+    cfg = TrainConfig(
+        data_dir=str(tiny_shards),
+        out_dir=str(out),
+        model=NAMED_SIZES["10k"],
+        batch_size=32,
+        steps=40,
+        log_every=10,
+        eval_batches=1,
+    )
+    train(cfg)
+    return out

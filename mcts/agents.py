@@ -1,0 +1,310 @@
+"""The agents of the arena: frozen specs in a registry, and the players they become.
+
+A spec names an agent and says how to build it; it is data (it travels to Ray workers and is
+written in PGN headers). ``parse_agent("stockfish:elo=1350")`` and ``spec.to_string()`` are
+inverse. Kinds:
+
+- ``random``: the uniformly random legal mover (the 0 Elo anchor);
+- ``net``: a checkpoint's network, named ``<run_id>@<step>``: raw policy (``sims=0``; argmax, or
+  sampled with ``temperature``) or network + search with ``sims`` simulations; ``elo`` sets the
+  Elo-conditioning input of a conditioned model;
+- ``stockfish``: Debian's Stockfish over UCI with ``UCI_LimitStrength``/``UCI_Elo``, ``Skill Level``
+  and a node or time limit per move;
+- ``uci``: any UCI engine by path, with options.
+
+A player chooses moves for a batch of boards at once (``choose(boards) -> moves``): networks
+evaluate the whole batch in one call, engines answer one board after the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import chess
+import chess.engine
+import numpy as np
+
+AGENT_KINDS: dict[str, type[AgentSpec]] = {}
+
+
+def register(kind: str) -> Callable[[type[AgentSpec]], type[AgentSpec]]:
+    def wrap(cls: type[AgentSpec]) -> type[AgentSpec]:
+        cls.kind = kind
+        AGENT_KINDS[kind] = cls
+        return cls
+
+    return wrap
+
+
+class Player(Protocol):
+    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
+        """One move for each board (each board has a legal move)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AgentSpec:
+    """Base of the agent specs: a name, a string form and a player."""
+
+    kind: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def flops(self) -> float | None:
+        """Cumulative training FLOPs of the agent (networks only)."""
+        return None
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the agent can play inside a batched pgx game on the device."""
+        return False
+
+    def player(self) -> Player:
+        raise NotImplementedError
+
+    def to_string(self) -> str:
+        fields = [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
+        return self.kind + (":" + ",".join(fields) if fields else "")
+
+
+def parse_agent(text: str) -> AgentSpec:
+    """``kind[:key=value,...]`` -> spec; a clear error for unknown kinds, keys or values."""
+    kind, _, rest = text.partition(":")
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"unknown agent kind {kind!r} in {text!r}; known: {sorted(AGENT_KINDS)}")
+    cls = AGENT_KINDS[kind]
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in types:
+            raise ValueError(f"agent {text!r}: bad option {item!r}; options: {sorted(types)}")
+        values[key] = _coerce(str(types[key]), value, text)
+    return cls(**values)
+
+
+def _coerce(hint: str, value: str, text: str) -> Any:
+    try:
+        if hint.startswith("int"):
+            return int(value)
+        if hint.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"agent {text!r}: {value!r} is not a number") from None
+    return value
+
+
+@register("random")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RandomAgent(AgentSpec):
+    @property
+    def name(self) -> str:
+        return "random"
+
+    @property
+    def on_device(self) -> bool:
+        return True
+
+    def player(self) -> Player:
+        return RandomPlayer()
+
+
+class RandomPlayer:
+    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
+        out = []
+        for board in boards:
+            legal = list(board.legal_moves)
+            out.append(legal[int(rng.integers(len(legal)))])
+        return out
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@register("net")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NetworkAgent(AgentSpec):
+    run: str  # the run's directory
+    step: int | None = None  # a kept checkpoint (FLOP milestone); None: the latest
+    sims: int = 0  # search simulations per move; 0 is the raw policy
+    temperature: float = 0.0  # 0: argmax of the policy (or of the visits); else sample
+    elo: int | None = None  # Elo-conditioning input of a conditioned model
+
+    def __post_init__(self) -> None:
+        if self.sims < 0 or self.temperature < 0:
+            raise ValueError(f"net agent {self.run}: sims and temperature must be >= 0")
+
+    @property
+    def name(self) -> str:
+        step = self.step if self.step is not None else _network_of(self)[3]
+        name = f"{Path(self.run).name}@{step}"
+        if self.sims:
+            name += f"-s{self.sims}"
+        if self.temperature:
+            name += f"-t{self.temperature:g}"
+        if self.elo is not None:
+            name += f"-elo{self.elo}"
+        return name
+
+    @property
+    def flops(self) -> float | None:
+        return float(_network_of(self)[2]["flops"])
+
+    @property
+    def on_device(self) -> bool:
+        return True
+
+    def player(self) -> Player:
+        return NetworkPlayer(self)
+
+
+@register("stockfish")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StockfishAgent(AgentSpec):
+    elo: int | None = None  # UCI_LimitStrength with this UCI_Elo (Stockfish 15.1: 1350-2850)
+    skill: int | None = None  # Skill Level 0-20
+    nodes: int | None = None  # node limit per move
+    movetime_ms: int | None = None  # time per move; default 50 ms when no node limit is set
+    path: str | None = None  # the binary; default: stockfish on PATH or in /usr/games
+
+    @property
+    def name(self) -> str:
+        parts = ["stockfish"]
+        if self.elo is not None:
+            parts.append(str(self.elo))
+        if self.skill is not None:
+            parts.append(f"skill{self.skill}")
+        if self.nodes is not None:
+            parts.append(f"n{self.nodes}")
+        if self.movetime_ms is not None:
+            parts.append(f"{self.movetime_ms}ms")
+        return "-".join(parts)
+
+    def player(self) -> Player:
+        options: dict[str, Any] = {"Threads": 1, "Hash": 16}
+        if self.elo is not None:
+            options.update({"UCI_LimitStrength": True, "UCI_Elo": self.elo})
+        if self.skill is not None:
+            options["Skill Level"] = self.skill
+        path = self.path or find_engine("stockfish")
+        return EnginePlayer(path, options, _limit(self.nodes, self.movetime_ms))
+
+
+@register("uci")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UciAgent(AgentSpec):
+    path: str  # the engine binary
+    label: str = ""  # its name in the arena (default: the file name)
+    options: str = ""  # UCI options as "Name=value;Name=value"
+    nodes: int | None = None
+    movetime_ms: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or Path(self.path).name
+
+    def player(self) -> Player:
+        options = dict(o.split("=", 1) for o in self.options.split(";") if o)
+        return EnginePlayer(self.path, options, _limit(self.nodes, self.movetime_ms))
+
+
+def _limit(nodes: int | None, movetime_ms: int | None) -> chess.engine.Limit:
+    if nodes is None and movetime_ms is None:
+        movetime_ms = 50
+    return chess.engine.Limit(nodes=nodes, time=None if movetime_ms is None else movetime_ms / 1000)
+
+
+def find_engine(name: str) -> str:
+    """A Debian engine on PATH or in /usr/games, where Debian installs it."""
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/games/{name}",) if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise FileNotFoundError(f"{name} not found on PATH or in /usr/games (apt install {name})")
+    return found
+
+
+class EnginePlayer:
+    """A UCI engine process; boards are answered one after the other."""
+
+    def __init__(self, path: str, options: dict[str, Any], limit: chess.engine.Limit) -> None:
+        self.engine = chess.engine.SimpleEngine.popen_uci(path)
+        self.engine.configure(options)
+        self.limit = limit
+
+    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
+        moves = []
+        for board in boards:
+            move = self.engine.play(board, self.limit).move
+            if move is None:
+                raise RuntimeError(f"engine returned no move in {board.fen()}")
+            moves.append(move)
+        return moves
+
+    def close(self) -> None:
+        self.engine.quit()
+
+
+# --- networks ------------------------------------------------------------------------------
+
+_NETWORKS: dict[tuple[str, int | None], tuple[Any, Any, dict[str, Any], int]] = {}
+
+
+def _network_of(spec: NetworkAgent) -> tuple[Any, Any, dict[str, Any], int]:
+    """(ModelConfig, params, checkpoint meta, step) of a net agent, loaded once per process."""
+    key = (str(Path(spec.run).resolve()), spec.step)
+    if key not in _NETWORKS:
+        _NETWORKS[key] = load_network(Path(spec.run), spec.step)
+    return _NETWORKS[key]
+
+
+def load_network(run_dir: Path, step: int | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+    """(ModelConfig, params, meta, step) of a run's checkpoint; the run's config.json holds the
+    model under "model" (supervised and self-play runs alike)."""
+    import json
+
+    from scaling.checkpoints import restore_state
+    from scaling.config import ModelConfig, from_dict
+
+    config = Path(run_dir) / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    model = from_dict(ModelConfig, json.loads(config.read_text())["model"], "model")
+    state, meta = restore_state(Path(run_dir), step)
+    return model, state["params"], meta, int(meta["step"])
+
+
+class NetworkPlayer:
+    """A network evaluating a batch of python-chess boards in one call."""
+
+    def __init__(self, spec: NetworkAgent) -> None:
+        from mcts.policy import network_policy
+
+        model, params, _, _ = _network_of(spec)
+        self.policy = network_policy(model, params, spec)
+
+    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
+        from data_pipeline.encoding import action_to_move, encode_boards, legal_action_mask
+
+        obs = encode_boards(boards)  # uint8[B, 67]
+        legal = np.stack([legal_action_mask(b) for b in boards])  # bool[B, 4672]
+        seed = int(rng.integers(2**31))
+        actions = self.policy.host(obs, legal, seed)  # int32[B]
+        return [action_to_move(int(a), b) for a, b in zip(actions, boards, strict=True)]
+
+    def close(self) -> None:
+        """Parameters are shared per process; nothing to release."""

@@ -1,0 +1,152 @@
+"""Games between on-device agents (networks, with or without search, and the random mover),
+played as one batch of pgx states inside a jitted while loop.
+
+Every game of a batch is between the same two agents A and B; ``a_white`` says who has white
+in each game. At every ply both agents choose for the whole batch and the mover's choice is
+kept (twice the evaluations of a perfect split, and no gather/scatter). The opening's moves are
+forced first. The loop records actions int32[B, T] (-1 after the end); the host replays them on
+python-chess boards, which referee the games (``mcts.games.finish``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import chess
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pgx
+
+from data_pipeline.encoding import action_to_move, move_to_action
+from mcts.agents import AgentSpec, NetworkAgent, _network_of
+from mcts.openings import Opening
+from mcts.policy import DevicePolicy, network_policy, select_action
+
+PGX_MAX_PLIES = 512  # pgx chess ends every game at 512 plies
+
+
+def _random_policy(params: Any, states: Any, key: jax.Array) -> jax.Array:
+    del params
+    logits = jnp.where(states.legal_action_mask, 0.0, -1e9)  # f32[B, 4672]
+    return select_action(logits, key, 1.0)
+
+
+# Everything about a device policy but its parameters: checkpoints of one model configuration
+# (and search settings) share one policy function and one compiled game loop.
+PolicyKey = tuple[Any, ...]
+_POLICIES: dict[PolicyKey, DevicePolicy] = {("random",): _random_policy}
+
+
+def device_policy(spec: AgentSpec) -> tuple[PolicyKey, Any]:
+    """(policy key, params) of an on-device agent."""
+    if isinstance(spec, NetworkAgent):
+        model, params, _, _ = _network_of(spec)
+        key = (model, spec.sims, spec.temperature, spec.elo)
+        if key not in _POLICIES:
+            _POLICIES[key] = network_policy(model, params, spec).device
+        return key, params
+    if spec.kind == "random":
+        return ("random",), None
+    raise ValueError(f"agent {spec.name} cannot play on the device")
+
+
+@functools.lru_cache(maxsize=32)
+def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., jax.Array]:
+    policy_a, policy_b = _POLICIES[key_a], _POLICIES[key_b]
+    env = pgx.make("chess")
+
+    def run(
+        params_a: Any,
+        params_b: Any,
+        opening: jax.Array,  # int32[B, K] forced actions, -1 padded
+        opening_len: jax.Array,  # int32[B]
+        a_white: jax.Array,  # bool[B]
+        key: jax.Array,
+    ) -> jax.Array:  # int32[B, plies]
+        batch = opening.shape[0]
+        states = jax.vmap(env.init)(jax.random.split(jax.random.key(0), batch))
+        out = jnp.full((batch, plies), -1, jnp.int32)
+
+        def cond(carry: tuple[Any, jax.Array, jax.Array, jax.Array]) -> jax.Array:
+            states, ply, _, _ = carry
+            return (ply < plies) & ~jnp.all(states.terminated)
+
+        def body(
+            carry: tuple[Any, jax.Array, jax.Array, jax.Array],
+        ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+            states, ply, key, out = carry
+            key, ka, kb = jax.random.split(key, 3)
+            act_a = policy_a(params_a, states, ka)  # int32[B]
+            act_b = policy_b(params_b, states, kb)
+            a_moves = (states._x.color == 0) == a_white  # bool[B]
+            action = jnp.where(a_moves, act_a, act_b)
+            forced = opening[:, jnp.minimum(ply, opening.shape[1] - 1)]
+            action = jnp.where(ply < opening_len, forced, action)
+            action = jnp.where(states.terminated, 0, action)
+            out = out.at[:, ply].set(jnp.where(states.terminated, -1, action))
+            states = jax.vmap(env.step)(states, action)
+            return states, ply + 1, key, out
+
+        _, _, _, out = jax.lax.while_loop(cond, body, (states, jnp.int32(0), key, out))
+        return out
+
+    return jax.jit(run)
+
+
+def opening_actions(openings: Sequence[Opening]) -> tuple[np.ndarray, np.ndarray]:
+    """Openings as forced actions int32[B, K] (-1 padded) and their lengths int32[B]."""
+    width = max(1, *(len(o.moves) for o in openings))
+    actions = np.full((len(openings), width), -1, np.int32)
+    for i, opening in enumerate(openings):
+        board = chess.Board()
+        for j, uci in enumerate(opening.moves):
+            move = chess.Move.from_uci(uci)
+            actions[i, j] = move_to_action(move, board.turn)
+            board.push(move)
+    return actions, np.array([len(o.moves) for o in openings], np.int32)
+
+
+def play_device_batch(
+    a: AgentSpec,
+    b: AgentSpec,
+    openings: Sequence[Opening],
+    a_white: Sequence[bool],
+    *,
+    plies: int,
+    seed: int,
+    batch: int | None = None,
+) -> list[list[chess.Move]]:
+    """Plays len(openings) games between a and b on the device; the moves of each game. With
+    ``batch``, the batch is padded to that size (one compiled loop for every batch)."""
+    if plies > PGX_MAX_PLIES:
+        raise ValueError(f"device games are capped at {PGX_MAX_PLIES} plies by pgx, not {plies}")
+    n = len(openings)
+    if batch is not None and batch > n:
+        openings = [*openings, *[openings[0]] * (batch - n)]
+        a_white = [*a_white, *[True] * (batch - n)]
+    key_a, params_a = device_policy(a)
+    key_b, params_b = device_policy(b)
+    run = _game_loop(key_a, key_b, plies)
+    forced, lengths = opening_actions(openings)
+    actions = np.asarray(
+        run(
+            params_a,
+            params_b,
+            jnp.asarray(forced),
+            jnp.asarray(lengths),
+            jnp.asarray(np.array(a_white, bool)),
+            jax.random.key(seed),
+        )
+    )
+    games = []
+    for row in actions[:n]:
+        board, moves = chess.Board(), []
+        for action in row[row >= 0]:
+            move = action_to_move(int(action), board)
+            board.push(move)
+            moves.append(move)
+        games.append(moves)
+    return games

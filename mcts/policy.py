@@ -1,0 +1,81 @@
+"""A network agent's move choice as functions: on pgx states inside jit, and on host arrays.
+
+``sims = 0`` is the raw policy: the legal-masked logits, argmax or sampled at a temperature.
+``sims > 0`` runs the search of ``mcts.search`` from the pgx states (device play only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_pipeline.encoding_jax import encode_pgx_state
+from scaling.config import ModelConfig
+from scaling.model import PolicyValueNet
+
+# (params, pgx states [B], key) -> actions int32[B]
+DevicePolicy = Callable[[Any, Any, jax.Array], jax.Array]
+
+
+def select_action(logits: jax.Array, key: jax.Array, temperature: float) -> jax.Array:
+    """logits f32[B, A] (illegal ones already very negative) -> int32[B]."""
+    if temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+def elo_input(model: ModelConfig, elo: int | None, batch: int) -> jax.Array | None:
+    """The Elo-conditioning input of a batch: the configured rating, or -1 (unknown)."""
+    if not model.elo_buckets:
+        return None
+    return jnp.full((batch,), -1 if elo is None else elo, jnp.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPolicy:
+    """A network agent's policy, bound to its parameters."""
+
+    model: ModelConfig
+    params: Any
+    device: DevicePolicy  # jit-compatible; params passed explicitly
+    _host: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+
+    def host(self, obs: np.ndarray, legal: np.ndarray, seed: int) -> np.ndarray:
+        """obs uint8[B, 67], legal bool[B, 4672] -> int32[B] (raw policy only)."""
+        key = jax.random.key(seed)
+        return np.asarray(self._host(self.params, jnp.asarray(obs), jnp.asarray(legal), key))
+
+
+def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
+    """The policy of a ``NetworkAgent`` spec (sims, temperature, elo) for ``model``."""
+    net = PolicyValueNet(model)
+    sims, temperature, elo = spec.sims, spec.temperature, spec.elo
+
+    def raw(params: Any, obs: jax.Array, legal: jax.Array, key: jax.Array) -> jax.Array:
+        policy, _ = net.apply({"params": params}, obs, elo_input(model, elo, obs.shape[0]), legal)
+        return select_action(policy, key, temperature)
+
+    def device(params: Any, states: Any, key: jax.Array) -> jax.Array:
+        if sims == 0:
+            obs = jax.vmap(encode_pgx_state)(states)  # uint8[B, 67]
+            return raw(params, obs, states.legal_action_mask, key)
+        from mcts.search import SearchConfig, search_policy
+
+        cfg = SearchConfig(num_simulations=sims, temperature=temperature)
+        action, _ = search_policy(net, params, states, key, cfg, elo=elo)
+        return action
+
+    if sims:
+
+        def host_unavailable(*_: Any) -> jax.Array:
+            raise ValueError(
+                f"a net agent with sims={sims} plays on the device (pgx), not on host boards"
+            )
+
+        return NetworkPolicy(model, params, device, host_unavailable)
+    return NetworkPolicy(model, params, device, jax.jit(raw))

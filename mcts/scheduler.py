@@ -1,0 +1,128 @@
+"""Which games to play: a round robin for small pools, and an adaptive schedule for a study's
+many checkpoints that adds games where ratings are least certain (after Jones's active Elo).
+
+Colours alternate over the opening suite: a pairing's games 2k and 2k+1 both start from opening
+k, one with each colour. Rounds number repeated passes over the suite, so every GameId differs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mcts.agents import AgentSpec
+from mcts.arena import ArenaConfig, GameJob, TournamentReport, run_tournament
+from mcts.openings import Opening
+
+
+def pairing_games(
+    a: AgentSpec, b: AgentSpec, openings: Sequence[Opening], games: int, *, first_round: int = 0
+) -> list[GameJob]:
+    """``games`` games between a and b, colours alternated over the openings."""
+    if not openings:
+        raise ValueError("the opening suite is empty")
+    jobs = []
+    for k in range(games):
+        pair, colour = divmod(k, 2)
+        rnd, index = divmod(pair, len(openings))
+        white, black = (a, b) if colour == 0 else (b, a)
+        jobs.append(GameJob(white, black, openings[index], first_round + rnd))
+    return jobs
+
+
+def round_robin(
+    agents: Sequence[AgentSpec], openings: Sequence[Opening], games_per_pair: int
+) -> list[GameJob]:
+    """Every pair of agents plays ``games_per_pair`` games."""
+    names = [a.name for a in agents]
+    if len(set(names)) != len(names):
+        raise ValueError(f"agent names must be distinct: {names}")
+    return [
+        job
+        for a, b in itertools.combinations(agents, 2)
+        for job in pairing_games(a, b, openings, games_per_pair)
+    ]
+
+
+def active_round(
+    agents: Sequence[AgentSpec],
+    ratings: Mapping[str, tuple[float, float, float]],
+    anchors: Sequence[AgentSpec],
+    openings: Sequence[Opening],
+    *,
+    target_width: float,
+    neighbours: int = 2,
+    games_per_pair: int = 4,
+    round_index: int,
+) -> list[GameJob]:
+    """The next games of an adaptive schedule. ``ratings``: name -> (rating, lower, upper) from
+    the last fit; an agent with no rating yet counts as infinitely uncertain and is placed at the
+    mean. Every agent whose interval is wider than ``target_width`` plays its ``neighbours``
+    nearest agents by rating (on each side) and the nearest anchor."""
+    pool = list(dict.fromkeys([*anchors, *agents]))
+    known = [r[0] for r in ratings.values()]
+    centre = float(np.mean(known)) if known else 0.0
+
+    def estimate(a: AgentSpec) -> tuple[float, float]:
+        r = ratings.get(a.name)
+        return (centre, np.inf) if r is None else (r[0], r[2] - r[1])
+
+    order = sorted(pool, key=lambda a: estimate(a)[0])
+    pairs: set[frozenset[AgentSpec]] = set()
+    for agent in agents:
+        if estimate(agent)[1] <= target_width:
+            continue
+        i = order.index(agent)
+        near = order[max(0, i - neighbours) : i] + order[i + 1 : i + 1 + neighbours]
+        if anchors:
+            nearest_anchor = min(anchors, key=lambda x: abs(estimate(x)[0] - estimate(agent)[0]))
+            near.append(nearest_anchor)
+        pairs.update(frozenset((agent, other)) for other in near if other != agent)
+    jobs = []
+    for pair in sorted(pairs, key=lambda p: sorted(x.name for x in p)):
+        a, b = sorted(pair, key=lambda x: x.name)
+        jobs += pairing_games(a, b, openings, games_per_pair, first_round=round_index * 1000)
+    return jobs
+
+
+def run_active(
+    agents: Sequence[AgentSpec],
+    anchors: Sequence[AgentSpec],
+    openings: Sequence[Opening],
+    pgn_path: Path,
+    cfg: ArenaConfig,
+    *,
+    target_width: float,
+    max_rounds: int = 10,
+    anchor_elos: Mapping[str, float] | None = None,
+    use_ray: bool = True,
+    progress: bool = True,
+) -> list[TournamentReport]:
+    """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
+    most ``target_width`` Elo wide or ``max_rounds`` rounds are played. Resumable: rounds are
+    recomputed from the log, whose games are never replayed."""
+    from analysis.ratings import fit_ratings, read_pgn_results
+
+    reports = []
+    for rnd in range(max_rounds):
+        ratings: dict[str, tuple[float, float, float]] = {}
+        if pgn_path.exists():
+            games, _ = read_pgn_results([pgn_path])
+            if len(games.white):
+                table = fit_ratings(games, "ordo", anchors=dict(anchor_elos or {}) or None)
+                ratings = {
+                    str(n): (float(r), float(lo), float(hi))
+                    for n, r, lo, hi in zip(
+                        table.names, table.rating, table.lower, table.upper, strict=True
+                    )
+                }
+        jobs = active_round(
+            agents, ratings, anchors, openings, target_width=target_width, round_index=rnd
+        )
+        if not jobs:
+            break
+        reports.append(run_tournament(jobs, pgn_path, cfg, use_ray=use_ray, progress=progress))
+    return reports

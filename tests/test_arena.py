@@ -1,0 +1,222 @@
+"""The arena: agents, device and host games refereed by python-chess, the PGN log, resume."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import chess
+import chess.pgn
+import pytest
+
+from mcts.agents import NetworkAgent, RandomAgent, StockfishAgent, parse_agent
+from mcts.arena import ArenaConfig, GameJob, batches, play_batch, run_tournament
+from mcts.games import GameRecord, append_games, finish, recover_log, referee
+from mcts.openings import eco_openings, openings_from_split
+from mcts.scheduler import active_round, pairing_games, round_robin
+from tests.conftest import debian_tool
+
+
+def _read_games(path: Path) -> list[chess.pgn.Game]:
+    games = []
+    with open(path) as f:
+        while (game := chess.pgn.read_game(f)) is not None:
+            games.append(game)
+    return games
+
+
+def _check_game(game: chess.pgn.Game, move_cap: int) -> None:
+    """Every move legal by python-chess, and the result the rules give."""
+    assert not game.errors, game.errors
+    board = game.board()
+    for move in game.mainline_moves():
+        assert board.is_legal(move)
+        board.push(move)
+    ended = referee(board)
+    if ended is None:
+        assert len(board.move_stack) == move_cap and game.headers["Result"] == "1/2-1/2"
+    else:
+        assert (game.headers["Result"], game.headers["Termination"]) == ended
+
+
+def test_agent_strings_round_trip_and_errors() -> None:
+    for text in ("random", "stockfish:elo=1350,nodes=500", "net:run=/x/run,sims=8,elo=1400"):
+        assert parse_agent(text).to_string() == text
+    assert parse_agent("stockfish:elo=1350").name == "stockfish-1350"
+    with pytest.raises(ValueError, match="unknown agent kind"):
+        parse_agent("alphazero")
+    with pytest.raises(ValueError, match="bad option"):
+        parse_agent("stockfish:depth=3")
+    with pytest.raises(ValueError, match="not a number"):
+        parse_agent("stockfish:elo=strong")
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        _ = parse_agent("net:run=/nonexistent/run").flops
+
+
+def test_referee_rules() -> None:
+    assert referee(chess.Board()) is None
+    mate = chess.Board("7k/6Q1/6K1/8/8/8/8/8 b - - 0 1")
+    assert referee(mate) == ("1-0", "checkmate")
+    assert referee(chess.Board("7k/5Q2/6K1/8/8/8/8/8 b - - 0 1")) == ("1/2-1/2", "stalemate")
+    assert referee(chess.Board("7k/8/6K1/8/8/8/8/8 w - - 0 1"))[1] == "insufficient_material"
+    assert referee(chess.Board("7k/8/6K1/8/8/8/8/R7 w - - 100 80"))[1] == "fifty_moves"
+    board = chess.Board()
+    for uci in ["g1f3", "g8f6", "f3g1", "f6g8"] * 2:
+        board.push_uci(uci)
+    assert referee(board) == ("1/2-1/2", "threefold_repetition")
+    with pytest.raises(ValueError, match="illegal move"):
+        finish([chess.Move.from_uci("e2e5")], 10)
+    assert finish([chess.Move.from_uci("e2e4")], 1)[1:3] == ("1/2-1/2", "move_cap")
+
+
+def test_colours_alternate_over_openings_and_ids_are_unique() -> None:
+    a, b, c = RandomAgent(), StockfishAgent(elo=1350), StockfishAgent(elo=2000)
+    ops = eco_openings(3)
+    games = pairing_games(a, b, ops, 8)
+    assert [g.white for g in games] == [a, b] * 4
+    assert [g.opening for g in games] == [ops[0]] * 2 + [ops[1]] * 2 + [ops[2]] * 2 + [ops[0]] * 2
+    assert [g.round for g in games] == [0] * 6 + [1] * 2
+    jobs = round_robin([a, b, c], ops, 8)
+    assert len(jobs) == 24 and len({j.game_id for j in jobs}) == 24
+    with pytest.raises(ValueError, match="distinct"):
+        round_robin([a, RandomAgent()], ops, 2)
+
+
+def test_active_round_pairs_uncertain_agents_with_neighbours_and_anchor() -> None:
+    anchor = StockfishAgent(elo=1350)
+    agents = [StockfishAgent(nodes=n) for n in (1, 2, 3, 4, 5)]
+    ratings = {a.name: (100.0 * i, 100.0 * i - 20, 100.0 * i + 20) for i, a in enumerate(agents)}
+    ratings[agents[2].name] = (200.0, 0.0, 400.0)  # the only wide interval
+    ratings[anchor.name] = (1000.0, 1000.0, 1000.0)
+    jobs = active_round(agents, ratings, [anchor], eco_openings(1), target_width=100, round_index=3)
+    pairs = {frozenset((j.white.name, j.black.name)) for j in jobs}
+    me = agents[2].name
+    expected = {agents[0].name, agents[1].name, agents[3].name, agents[4].name, anchor.name}
+    assert pairs == {frozenset((me, other)) for other in expected}
+    assert all(j.round >= 3000 for j in jobs)
+    narrow = {k: (v[0], v[0] - 1, v[0] + 1) for k, v in ratings.items()}
+    assert (
+        active_round(agents, narrow, [anchor], eco_openings(1), target_width=100, round_index=0)
+        == []
+    )
+
+
+def test_log_recovery_truncates_only_a_partial_last_game(tmp_path: Path) -> None:
+    def record(i: int) -> GameRecord:
+        return GameRecord(
+            game_id=f"g{i}",
+            white="a",
+            black="b",
+            moves=("e2e4", "e7e5"),
+            result="1/2-1/2",
+            termination="move_cap",
+            opening="x",
+            opening_plies=0,
+        )
+
+    log = tmp_path / "games.pgn"
+    append_games(log, [record(0), record(1)])
+    whole = log.read_bytes()
+    with open(log, "ab") as f:
+        f.write(b'[Event "elocap arena"]\n[Site "elocap"]\n[White "a"]\n\n1. e4 e5 2. N')
+    assert recover_log(log) == {"g0", "g1"}
+    assert log.read_bytes() == whole
+    assert recover_log(log) == {"g0", "g1"}  # idempotent
+
+
+def test_openings_from_the_validation_split(tiny_shards: Path) -> None:
+    ops = openings_from_split(tiny_shards, plies=6, count=5)
+    assert len(ops) == 5 and len({o.moves for o in ops}) == 5
+    for o in ops:
+        board = chess.Board()
+        for uci in o.moves:
+            assert board.is_legal(chess.Move.from_uci(uci))
+            board.push_uci(uci)
+    with pytest.raises(ValueError, match="distinct openings"):
+        openings_from_split(tiny_shards, plies=6, count=10**6)
+
+
+@pytest.mark.slow
+def test_device_games_agree_with_python_chess(tiny_run: Path) -> None:
+    net = NetworkAgent(run=str(tiny_run), temperature=1.0)
+    ops = eco_openings(8)
+    pairs = [(net, RandomAgent()), (RandomAgent(), net)]
+    jobs = [GameJob(*pairs[i % 2], ops[i % 8], i) for i in range(16)]
+    records = play_batch(jobs, ArenaConfig(move_cap=512, batch=16))  # raises on disagreement
+    assert [r.game_id for r in records] == [j.game_id for j in jobs]
+    for r in records:
+        assert r.moves[: r.opening_plies] == ops[int(r.game_id.split("|")[-1]) % 8].moves
+        assert r.white_flops is not None or r.black_flops is not None
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_tournament_on_ray_random_stockfish_and_a_checkpoint(
+    ray_cluster: None, tiny_run: Path, tmp_path: Path
+) -> None:
+    stockfish = StockfishAgent(elo=1350, movetime_ms=20, path=debian_tool("stockfish"))
+    net = NetworkAgent(run=str(tiny_run))
+    agents = [RandomAgent(), stockfish, net]
+    jobs = round_robin(agents, eco_openings(2), 4)
+    cfg = ArenaConfig(move_cap=300, batch=4, workers=2)
+    assert any(len({j.white for j in b} | {j.black for j in b}) == 2 for b in batches(jobs, cfg))
+    log = tmp_path / "games.pgn"
+    report = run_tournament(jobs, log, cfg, use_ray=True, progress=False)
+    assert (report.played, report.skipped) == (12, 0)
+    games = _read_games(log)
+    assert sorted(g.headers["GameId"] for g in games) == sorted(j.game_id for j in jobs)
+    for game in games:
+        _check_game(game, cfg.move_cap)
+        h = game.headers
+        if net.name in (h["White"], h["Black"]):
+            side = "White" if h["White"] == net.name else "Black"
+            assert float(h[f"{side}FLOPs"]) == pytest.approx(net.flops, rel=1e-5)
+        if {h["White"], h["Black"]} == {"random", stockfish.name}:
+            assert h["Result"] == ("1-0" if h["White"] == stockfish.name else "0-1"), str(game)
+    assert run_tournament(jobs, log, cfg, use_ray=True, progress=False).played == 0
+
+
+_RESUMABLE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from mcts.agents import RandomAgent, StockfishAgent
+    from mcts.arena import ArenaConfig, run_tournament
+    from mcts.openings import eco_openings
+    from mcts.scheduler import round_robin
+    sf = StockfishAgent(elo=1350, movetime_ms=5, path=sys.argv[2])
+    jobs = round_robin([RandomAgent(), sf], eco_openings(8), 16)
+    run_tournament(jobs, Path(sys.argv[1]), ArenaConfig(batch=1), use_ray=False, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_interrupted_tournament_resumes_without_losing_or_repeating(tmp_path: Path) -> None:
+    log = tmp_path / "games.pgn"
+    args = [sys.executable, "-c", _RESUMABLE, str(log), debian_tool("stockfish")]
+    proc = subprocess.Popen(args, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or log.read_bytes().count(b"[GameId") < 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = log.read_bytes()
+    played_before = before.count(b"[GameId")
+    assert 3 <= played_before < 16, "the kill should land mid-tournament"
+    with open(log, "ab") as f:  # a game cut off in mid-write
+        f.write(b'[Event "elocap arena"]\n[Site "elocap"]\n[White "random"]\n\n1. e4 e5 2.')
+    subprocess.run(args, check=True)
+    games = _read_games(log)
+    ids = [g.headers["GameId"] for g in games]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    assert log.read_bytes().startswith(before)  # earlier games untouched
+    for game in games:
+        _check_game(game, 300)
+    assert str(games[0]) == str(chess.pgn.read_game(io.StringIO(before.decode())))
