@@ -1,0 +1,16 @@
+readpgn tcec-season13-division3.pgn
+elo
+mm 1 1
+advantage
+drawelo
+ratings
+elo 0
+elo 1
+elo 2
+elo 3
+elo 4
+elo 5
+elo 6
+elo 7
+x
+x
