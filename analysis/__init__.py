@@ -1,1 +1,84 @@
-"""Ratings, compute-Elo frontiers and fits (issues 4 and 6; not built yet)."""
+"""Ratings, compute-Elo frontiers, fits, figures and the study report: the public surface.
+
+A study's analysis from a script::
+
+    from analysis import analyze, load_study, replicates_from_games
+
+    study = load_study(workdir)                                  # checkpoints + ratings
+    reps = replicates_from_games(workdir, study, n=200, seed=0)  # bootstrap over games
+    result = analyze(study, reps)                                # frontier, fits, comparisons
+    print(result.comparison_table())
+
+or ``write_report(workdir)`` for the HTML report (``elocap report WORKDIR``).
+"""
+
+from analysis.compare import SWITCH_METHODS, AnalysisConfig, StudyAnalysis, analyze
+from analysis.fits import CurveFit, Estimate, SlopeComparison, compare_slopes, fit_curve
+from analysis.forms import FORMS, FitForm, fit_batch, make_form, register_form
+from analysis.frontier import frontier, frontier_curve, frontier_masks
+from analysis.plots import FIGURES, write_figures
+from analysis.ratings import (
+    DEFAULT_ANCHOR,
+    RATING_MODELS,
+    DisconnectedPoolError,
+    Games,
+    RatingTable,
+    bootstrap_ratings,
+    fit_ratings,
+    read_pgn_results,
+)
+from analysis.registry import (
+    REGIMES,
+    load_checkpoints,
+    load_metrics,
+    load_ratings,
+    load_study,
+    replicates_from_games,
+    replicates_from_intervals,
+    write_checkpoints,
+    write_ratings,
+)
+from analysis.report import REPLICATE_SOURCES, ReportConfig, run_analysis, write_report
+
+__all__ = [
+    "DEFAULT_ANCHOR",
+    "FIGURES",
+    "FORMS",
+    "RATING_MODELS",
+    "REGIMES",
+    "REPLICATE_SOURCES",
+    "SWITCH_METHODS",
+    "AnalysisConfig",
+    "CurveFit",
+    "DisconnectedPoolError",
+    "Estimate",
+    "FitForm",
+    "Games",
+    "RatingTable",
+    "ReportConfig",
+    "SlopeComparison",
+    "StudyAnalysis",
+    "analyze",
+    "bootstrap_ratings",
+    "compare_slopes",
+    "fit_batch",
+    "fit_curve",
+    "fit_ratings",
+    "frontier",
+    "frontier_curve",
+    "frontier_masks",
+    "load_checkpoints",
+    "load_metrics",
+    "load_ratings",
+    "load_study",
+    "make_form",
+    "read_pgn_results",
+    "register_form",
+    "replicates_from_games",
+    "replicates_from_intervals",
+    "run_analysis",
+    "write_checkpoints",
+    "write_figures",
+    "write_ratings",
+    "write_report",
+]

@@ -143,7 +143,13 @@ def _sizes(a: argparse.Namespace) -> int:
 
 # Modules that add their own subcommands: each has ``register(subparsers) -> None`` and keeps
 # its imports of heavy libraries inside the command functions.
-_COMMAND_MODULES: tuple[str, ...] = ("jobs.cmd_arena",)
+_COMMAND_MODULES: tuple[str, ...] = (
+    "jobs.cmd_analysis",
+    "jobs.cmd_arena",
+    "jobs.cmd_ratings",
+    "jobs.cmd_selfplay",
+    "jobs.cmd_study",
+)
 
 
 def parser() -> argparse.ArgumentParser:

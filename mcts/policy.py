@@ -66,7 +66,12 @@ def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
             return raw(params, obs, states.legal_action_mask, key)
         from mcts.search import SearchConfig, search_policy
 
-        cfg = SearchConfig(num_simulations=sims, temperature=temperature)
+        # temperature 0: a deterministic search (no Gumbel noise), the most visited move
+        cfg = SearchConfig(
+            num_simulations=sims,
+            temperature=temperature,
+            gumbel_scale=1.0 if temperature else 0.0,
+        )
         action, _ = search_policy(net, params, states, key, cfg, elo=elo)
         return action
 

@@ -97,20 +97,25 @@ def run_active(
     *,
     target_width: float,
     max_rounds: int = 10,
+    neighbours: int = 2,
+    games_per_pair: int = 4,
     anchor_elos: Mapping[str, float] | None = None,
+    history: Sequence[Path] = (),
     use_ray: bool = True,
     progress: bool = True,
 ) -> list[TournamentReport]:
     """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
-    most ``target_width`` Elo wide or ``max_rounds`` rounds are played. Resumable: rounds are
-    recomputed from the log, whose games are never replayed."""
+    most ``target_width`` Elo wide or ``max_rounds`` rounds are played. Ratings are fitted on
+    this log and the ``history`` logs (earlier phases whose agents are partners here).
+    Resumable: rounds are recomputed from the logs, whose games are never replayed."""
     from analysis.ratings import fit_ratings, read_pgn_results
 
     reports = []
     for rnd in range(max_rounds):
         ratings: dict[str, tuple[float, float, float]] = {}
-        if pgn_path.exists():
-            games, _ = read_pgn_results([pgn_path])
+        logs = [p for p in (*history, pgn_path) if p.exists()]
+        if logs:
+            games, _ = read_pgn_results(logs)
             if len(games.white):
                 table = fit_ratings(games, "ordo", anchors=dict(anchor_elos or {}) or None)
                 ratings = {
@@ -120,7 +125,14 @@ def run_active(
                     )
                 }
         jobs = active_round(
-            agents, ratings, anchors, openings, target_width=target_width, round_index=rnd
+            agents,
+            ratings,
+            anchors,
+            openings,
+            target_width=target_width,
+            neighbours=neighbours,
+            games_per_pair=games_per_pair,
+            round_index=rnd,
         )
         if not jobs:
             break

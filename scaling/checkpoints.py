@@ -29,9 +29,19 @@ def manager(directory: Path, milestones: Sequence[int]) -> ocp.CheckpointManager
     )
 
 
-def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any, flops: float) -> None:
-    """Saves one step atomically (orbax writes a temporary directory, then renames it)."""
-    meta = {"step": step, "flops": flops, "data_state": data_iter.get_state()}
+def save(
+    mgr: ocp.CheckpointManager,
+    step: int,
+    state: Any,
+    data_iter: Any,
+    flops: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Saves one step atomically (orbax writes a temporary directory, then renames it).
+    ``data_iter`` may be None (no data pipeline to resume); ``extra`` joins the metadata."""
+    meta = {"step": step, "flops": flops, **(extra or {})}
+    if data_iter is not None:
+        meta["data_state"] = data_iter.get_state()
     mgr.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),

@@ -88,13 +88,18 @@ def _apply(
 def losses(
     net: PolicyValueNet, params: Any, batch: dict[str, jax.Array], value_weight: float
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean loss over a batch and its parts: policy cross-entropy on the move played, value
-    cross-entropy on the game result (loss/draw/win from the mover's view)."""
+    """Mean loss over a batch and its parts: policy cross-entropy on the move played (or, when
+    the batch has ``policy_target`` f32[B, 4672], on that distribution: the visit counts of a
+    search in self-play), value cross-entropy on the game result (loss/draw/win from the
+    mover's view)."""
     elo = batch["mover_elo"].astype(jnp.int32) if net.cfg.elo_buckets else None
     policy, value = _apply(net, params, batch["obs"], elo)
     action = batch["action"].astype(jnp.int32)
     wdl = batch["result"].astype(jnp.int32) + 1
-    policy_loss = optax.softmax_cross_entropy_with_integer_labels(policy, action).mean()
+    if "policy_target" in batch:
+        policy_loss = optax.softmax_cross_entropy(policy, batch["policy_target"]).mean()
+    else:
+        policy_loss = optax.softmax_cross_entropy_with_integer_labels(policy, action).mean()
     value_loss = optax.softmax_cross_entropy_with_integer_labels(value, wdl).mean()
     metrics = {
         "policy_loss": policy_loss,
@@ -113,8 +118,10 @@ def build_step_fns(
     tx: optax.GradientTransformation,
     state: TrainState,
     mesh: Mesh,
+    example: dict[str, jax.ShapeDtypeStruct] | None = None,
 ) -> StepFns:
-    """Jits the train and eval steps for ``mesh`` and measures their FLOPs."""
+    """Jits the train and eval steps for ``mesh`` and measures their FLOPs. ``example``: the
+    shapes of a batch, when it is not the data stage's (self-play adds ``policy_target``)."""
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
     weight = cfg.optim.value_loss_weight
@@ -143,10 +150,11 @@ def build_step_fns(
         donate_argnums=0,
     )
     jit_eval = jax.jit(eval_step, in_shardings=(replicated, batch_sharding))
-    example = {
-        k: jax.ShapeDtypeStruct((cfg.batch_size, *v.shape[1:]), v.dtype)
-        for k, v in _example_batch(cfg.batch_size).items()
-    }
+    if example is None:
+        example = {
+            k: jax.ShapeDtypeStruct((cfg.batch_size, *v.shape[1:]), v.dtype)
+            for k, v in _example_batch(cfg.batch_size).items()
+        }
     compiled = jit_train.lower(state, example).compile()  # the step that runs: counted as run
     analytic = flops.train_flops_per_position(cfg.model) * cfg.batch_size
     return StepFns(compiled, jit_eval, flops.xla_flops(compiled), analytic, batch_sharding)
@@ -295,10 +303,10 @@ def _claim_run_dir(out: Path, cfg: TrainConfig) -> None:
 
 class MetricsLog:
     """``metrics.jsonl`` (appended, flushed per line) and TensorBoard. Opening it for a run
-    resumed at ``keep_through`` drops the lines of later steps, which the run will redo, so
-    the file never has a gap or a duplicate step."""
+    resumed at ``keep_through`` drops the lines of later steps (or of the rows' ``key``), which
+    the run will redo, so the file never has a gap or a duplicate step."""
 
-    def __init__(self, path: Path, *, keep_through: int) -> None:
+    def __init__(self, path: Path, *, keep_through: int, key: str = "step") -> None:
         self.path = path
         rows = []
         if path.exists():
@@ -307,7 +315,7 @@ class MetricsLog:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-                if row["step"] <= keep_through:
+                if row[key] <= keep_through:
                     rows.append(row)
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         self.rows = rows

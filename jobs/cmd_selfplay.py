@@ -1,0 +1,38 @@
+"""``elocap selfplay CONFIG``: one self-play run (continued from a checkpoint, or from scratch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("selfplay", help="MCTS self-play and learning from a TOML config")
+    p.add_argument("config", type=Path, help="a SelfPlayRunConfig as TOML ([search], [optim])")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_selfplay)
+
+
+def load_selfplay_config(path: Path) -> Any:
+    from mcts.loop import SelfPlayRunConfig
+    from scaling.config import from_dict
+
+    if not path.exists():
+        raise FileNotFoundError(f"self-play config {path} does not exist")
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return from_dict(SelfPlayRunConfig, data)
+
+
+def _selfplay(a: argparse.Namespace) -> int:
+    from mcts.loop import run_selfplay
+
+    result = run_selfplay(load_selfplay_config(a.config), progress=not a.no_progress)
+    print(json.dumps(result, indent=1))
+    return 0

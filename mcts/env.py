@@ -1,0 +1,303 @@
+"""Chess on the device: pgx's rules on a compact state that search can store at every tree node.
+
+pgx keeps about 45 KiB per game (an 8x8x119 float observation, two 4672-entry legal masks, 513
+past hashes, 8 past boards); mctx stores the embedding of every node. ``ChessState`` keeps only
+what the rules and the search need, about 1.4 KiB:
+
+- the board, castling rights, en-passant square and halfmove clock, exactly as pgx keeps them
+  (pgx's square numbering ``file * 8 + rank``, the board in the mover's frame);
+- the Zobrist hashes (pgx's) of this position and the ``HISTORY - 1`` positions before it. A
+  repetition cannot reach back past a capture or pawn move (the material or the pawns differ)
+  and pgx ends a game when the halfmove clock reaches 100, so 101 hashes decide pgx's threefold
+  rule exactly as its 513 do;
+- the legal moves as a list of action indices (``MAX_MOVES`` slots, sorted, padded with
+  ``NUM_ACTIONS``): search addresses a node's children by slot, so its per-action arrays have
+  ``MAX_MOVES`` entries instead of 4672 (a legal chess position has at most 218 moves).
+
+The rules are pgx's own functions (``pgx._src.games.chess``: move application, move generation,
+hashing, insufficient material), composed as ``pgx.chess.Chess.step`` composes them; the tests
+check this state against pgx's along random games, and the encoding against python-chess. One
+deliberate difference: pgx's history starts from a wrong hash of the initial position (see
+``from_pgx``), so pgx misses repetitions of the starting position; this module counts them.
+
+Every function here is written for ONE game; ``jax.vmap`` it for a batch (``*_batch`` helpers
+do that for the common cases). ``ChessState`` fields are shown unbatched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import chess
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pgx.chess
+from flax import struct
+from pgx._src.games import chess as _chess
+
+from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN, encode_board, move_to_action
+from data_pipeline.encoding_jax import encode_pgx_state
+
+__all__ = [
+    "HISTORY",
+    "MAX_MOVES",
+    "MAX_PLIES",
+    "REASONS",
+    "ChessState",
+    "from_boards",
+    "from_obs",
+    "from_pgx",
+    "init_openings",
+    "initial_state",
+    "legal_mask",
+    "observe",
+    "opening_actions",
+    "play_openings",
+    "sample_legal",
+    "step",
+]
+
+MAX_MOVES = 256  # legal-move slots per position (the most in any legal chess position is 218)
+HISTORY = 101  # hashes kept: this position and the 100 before it (pgx's fifty-move horizon)
+MAX_PLIES = _chess.MAX_TERMINATION_STEPS  # pgx ends every game after 512 plies (a draw)
+
+# Why a game ended (``ChessState.reason``; self-play adds the last two). Index = code.
+REASONS: tuple[str, ...] = (
+    "running",
+    "checkmate",
+    "stalemate",
+    "insufficient_material",  # pgx's (OpenSpiel's) rule
+    "fifty_moves",  # halfmove clock reached 100
+    "threefold_repetition",
+    "ply_limit",  # pgx's 512 plies
+    "illegal_move",  # an action outside the legal list: the side that played it loses
+    "resigned",  # self-play: the side to move resigned
+    "truncated",  # self-play: stopped at the game-length cap, unfinished
+)
+RUNNING, CHECKMATE, ILLEGAL = 0, 1, REASONS.index("illegal_move")
+
+# pgx square (file * 8 + rank) <-> python-chess square (rank * 8 + file): an involution.
+_SWAP = jnp.arange(64, dtype=jnp.int32).reshape(8, 8).T.reshape(64)  # int32[64]
+_OPP = 6  # opponent's token = piece + 6 in the encoding
+
+
+@struct.dataclass
+class ChessState:
+    """One game's position and what the rules need of its past (shapes unbatched)."""
+
+    board: jax.Array  # int8[64] pgx squares, mover's frame: +1..6 mover's P..K, -1..-6 opponent's
+    color: jax.Array  # int8[] side to move: 0 white, 1 black
+    castling: jax.Array  # bool[2, 2] [[mover Q, mover K], [opponent Q, opponent K]] (pgx's)
+    en_passant: jax.Array  # int8[] pgx square skipped by the last double push (mover's frame), -1
+    halfmove: jax.Array  # int32[] plies since the last capture or pawn move
+    ply: jax.Array  # int32[] plies played since this state's game record began (pgx step_count)
+    hashes: (
+        jax.Array
+    )  # uint32[HISTORY, 2] Zobrist hash of this position (row 0) and earlier; 0: none
+    moves: jax.Array  # int16[MAX_MOVES] legal actions, ascending, padded with NUM_ACTIONS
+    terminated: jax.Array  # bool[]
+    result: jax.Array  # int8[] once terminated: -1 / 0 / +1 for the side to move
+    reason: jax.Array  # int8[] index into REASONS; 0 while running
+
+
+def _game_state(s: ChessState) -> _chess.GameState:
+    """pgx's GameState for the rule functions (fields they do not read keep pgx's defaults)."""
+    return _chess.GameState(
+        color=s.color.astype(jnp.int32),
+        board=s.board.astype(jnp.int32),
+        castling_rights=s.castling,
+        en_passant=s.en_passant.astype(jnp.int32),
+        halfmove_count=s.halfmove,
+        step_count=s.ply,
+    )
+
+
+def _finish(gs: _chess.GameState, hashes: jax.Array, ply: jax.Array) -> ChessState:
+    """The state of position ``gs`` with ``hashes`` (row 0 = its own): legal moves and pgx's
+    terminal rules (``Game.is_terminal``, ``Game.rewards``), with the reason recorded."""
+    mask = _chess._legal_action_mask(gs)  # bool[4672]
+    moves = jnp.nonzero(mask, size=MAX_MOVES, fill_value=NUM_ACTIONS)[0].astype(jnp.int16)
+    no_moves = ~mask.any()
+    checked = _chess._is_checked(gs)
+    repeats = (hashes == hashes[0]).all(axis=1).sum() - 1
+    ends = jnp.stack(  # in REASONS order, from "checkmate"
+        [
+            no_moves & checked,
+            no_moves & ~checked,
+            _chess.has_insufficient_pieces(gs),
+            gs.halfmove_count >= 100,
+            repeats >= 2,
+            ply >= MAX_PLIES,
+        ]
+    )
+    terminated = ends.any()
+    reason = jnp.where(terminated, jnp.argmax(ends) + 1, RUNNING).astype(jnp.int8)
+    return ChessState(
+        board=gs.board.astype(jnp.int8),
+        color=jnp.asarray(gs.color, jnp.int8),
+        castling=gs.castling_rights,
+        en_passant=jnp.asarray(gs.en_passant, jnp.int8),
+        halfmove=jnp.asarray(gs.halfmove_count, jnp.int32),
+        ply=jnp.asarray(ply, jnp.int32),
+        hashes=hashes,
+        moves=moves,
+        terminated=terminated,
+        result=jnp.where(reason == CHECKMATE, -1, 0).astype(jnp.int8),
+        reason=reason,
+    )
+
+
+def _first_hashes(gs: _chess.GameState) -> jax.Array:  # uint32[HISTORY, 2]
+    return jnp.zeros((HISTORY, 2), jnp.uint32).at[0].set(_chess._zobrist_hash(gs))
+
+
+def initial_state() -> ChessState:
+    """The standard starting position, white to move."""
+    gs = _chess.GameState()
+    return _finish(gs, _first_hashes(gs), jnp.int32(0))
+
+
+def from_pgx(state: pgx.chess.State) -> ChessState:
+    """The compact state of ONE pgx chess state (its last ``HISTORY`` hashes are kept).
+
+    pgx seeds a game's history with a constant (``INIT_ZOBRIST_HASH``) that is not the hash its
+    own function gives the starting position, so pgx never counts a return to the start as a
+    repetition; that entry is replaced by the true hash here."""
+    x = state._x
+    hashes = x.hash_history[:HISTORY]  # uint32[HISTORY, 2]
+    stale = (hashes == _chess.INIT_ZOBRIST_HASH).all(axis=1, keepdims=True)
+    hashes = jnp.where(stale, _chess._zobrist_hash(_chess.GameState()), hashes)
+    return _finish(x, hashes, x.step_count)
+
+
+def from_obs(obs: jax.Array, color: jax.Array) -> ChessState:  # uint8[67], int[] 0 white 1 black
+    """The state of an encoded position (no history: repetitions count from here, ply 0)."""
+    tokens = obs.astype(jnp.int32)
+    squares = tokens[:64]  # python-chess numbering, mover's frame
+    board = jnp.where(squares > _OPP, _OPP - squares, squares)[_SWAP]  # pgx numbering and signs
+    c = tokens[64]
+    castling = jnp.stack(
+        [jnp.stack([(c >> 1) & 1, c & 1]), jnp.stack([(c >> 3) & 1, (c >> 2) & 1])]
+    ).astype(jnp.bool_)  # bool[2, 2]
+    ep = tokens[65]
+    gs = _chess.GameState(
+        color=jnp.asarray(color, jnp.int32),
+        board=board,
+        castling_rights=castling,
+        en_passant=jnp.where(ep > 0, (ep - 1) * 8 + 5, -1),
+        halfmove_count=tokens[66],
+    )
+    return _finish(gs, _first_hashes(gs), jnp.int32(0))
+
+
+def legal_mask(state: ChessState) -> jax.Array:  # bool[NUM_ACTIONS]
+    """The legal actions as a mask (all False once the game is over)."""
+    mask = jnp.zeros(NUM_ACTIONS + 1, jnp.bool_).at[state.moves.astype(jnp.int32)].set(True)
+    return mask[:NUM_ACTIONS] & ~state.terminated
+
+
+def observe(state: ChessState) -> jax.Array:  # uint8[OBS_LEN]
+    """The one encoding of the position (``data_pipeline.encoding_jax.encode_pgx_state``)."""
+    gs = _game_state(state)._replace(legal_action_mask=legal_mask(state))
+    return encode_pgx_state(pgx.chess.State(_x=gs))
+
+
+def step(state: ChessState, action: jax.Array) -> tuple[ChessState, jax.Array]:
+    """Plays ``action`` (int32[]); returns the new state and the reward (f32[]) of the player who
+    moved: +1 for a checkmate, -1 for an illegal action (that player loses, as in pgx), else 0.
+    A finished game stays as it is, with reward 0."""
+    action = jnp.asarray(action, jnp.int32)
+    legal = (state.moves.astype(jnp.int32) == action).any() & (action < NUM_ACTIONS)
+    gs = _game_state(state)
+    gs = _chess._apply_move(gs, _chess.Action._from_label(jnp.clip(action, 0, NUM_ACTIONS - 1)))
+    gs = _chess._flip(gs)
+    hashes = jnp.concatenate([_chess._zobrist_hash(gs)[None], state.hashes[:-1]])
+    moved = _finish(gs, hashes, state.ply + 1)
+    forfeit = dataclasses.replace(
+        state, terminated=jnp.bool_(True), result=jnp.int8(-1), reason=jnp.int8(ILLEGAL)
+    )
+    new = _select(legal, moved, forfeit)
+    reward = jnp.where(legal, (moved.reason == CHECKMATE).astype(jnp.float32), -1.0)
+    new = _select(state.terminated, state, new)
+    return new, jnp.where(state.terminated, 0.0, reward)
+
+
+def _select(pred: jax.Array, a: ChessState, b: ChessState) -> ChessState:
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def sample_legal(key: jax.Array, state: ChessState) -> jax.Array:  # int32[]
+    """A uniformly random legal action (``NUM_ACTIONS`` once the game is over)."""
+    n = (state.moves < NUM_ACTIONS).sum()
+    slot = jax.random.randint(key, (), 0, jnp.maximum(n, 1))
+    return jnp.where(state.terminated, NUM_ACTIONS, state.moves[slot].astype(jnp.int32))
+
+
+def play_openings(start: ChessState, actions: jax.Array) -> ChessState:
+    """Plays ``actions`` (int32[L], padded with -1 at the end) from ``start`` (one game).
+    An action outside the legal list ends the game with reason ``illegal_move``."""
+
+    def body(s: ChessState, a: jax.Array) -> tuple[ChessState, None]:
+        return _select(a >= 0, step(s, a)[0], s), None
+
+    return jax.lax.scan(body, start, actions)[0]
+
+
+def opening_actions(
+    lines: Sequence[Sequence[chess.Move | str]], start: chess.Board | None = None
+) -> np.ndarray:  # int32[N, L], -1 padded
+    """Action indices of opening lines (UCI strings or moves) from ``start`` (default: the
+    standard position), checked legal by python-chess; a clear ValueError otherwise."""
+    rows: list[list[int]] = []
+    for i, line in enumerate(lines):
+        board = (start or chess.Board()).copy(stack=False)
+        row = []
+        for ply, item in enumerate(line):
+            move = chess.Move.from_uci(item) if isinstance(item, str) else item
+            if move not in board.legal_moves:
+                raise ValueError(
+                    f"opening {i}: move {ply + 1} ({move}) is illegal in {board.fen()}"
+                )
+            row.append(move_to_action(move, board.turn))
+            board.push(move)
+        rows.append(row)
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), -1, np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+_play_openings_batch = jax.jit(jax.vmap(lambda o, c, a: play_openings(from_obs(o, c), a)))
+
+
+def init_openings(lines: Sequence[Sequence[chess.Move | str]]) -> ChessState:  # [N, ...]
+    """Games started from the standard position and played through opening ``lines`` (UCI
+    strings or moves; checked legal on the host). Host function."""
+    if not lines:
+        raise ValueError("init_openings needs at least one line")
+    actions = opening_actions(lines)
+    n = len(lines)
+    obs = np.broadcast_to(encode_board(chess.Board()), (n, OBS_LEN))
+    return _play_openings_batch(jnp.asarray(obs), jnp.zeros((n,), jnp.int32), jnp.asarray(actions))
+
+
+def from_boards(boards: Sequence[chess.Board]) -> ChessState:  # batched: [N, ...]
+    """States of python-chess boards, WITH their game history: each board's root position
+    (``board.root()``) replayed through its move stack on the device, so that repetitions count
+    as they do in pgx. Host function; compiles once per (N, longest move stack)."""
+    if not boards:
+        raise ValueError("from_boards needs at least one board")
+    roots = [b.root() for b in boards]
+    obs = np.stack([encode_board(r) for r in roots])  # uint8[N, 67]
+    colors = np.array([0 if r.turn else 1 for r in roots], np.int32)
+    width = max(len(b.move_stack) for b in boards)
+    actions = np.full((len(boards), width), -1, np.int32)
+    for i, (root, b) in enumerate(zip(roots, boards, strict=True)):
+        board = root.copy(stack=False)
+        for ply, move in enumerate(b.move_stack):
+            actions[i, ply] = move_to_action(move, board.turn)
+            board.push(move)
+    return _play_openings_batch(jnp.asarray(obs), jnp.asarray(colors), jnp.asarray(actions))

@@ -1,0 +1,200 @@
+"""Self-play on the device: a batch of games, each move chosen by search, in one jitted loop.
+
+``play_games`` plays ``batch_size`` games in lockstep inside a ``lax.while_loop`` over plies,
+until every game has ended or ``max_plies`` plies were played, and returns a ``Trajectory`` with
+fixed shapes (``T = max_plies`` rows, rows past a game's end marked invalid). Nothing leaves the
+device until the loop ends.
+
+A game ends by the rules (``mcts.env.REASONS``), by resignation (when enabled: the side to move
+resigns if the root search value falls below ``resign_value``, except in the ``no_resign_fraction``
+of games that play on, as AlphaZero did to check that resigning was right), or by the length cap
+(``truncated``: scored a draw; ``reason`` tells the learner which games those are).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
+from mcts.env import MAX_MOVES, REASONS, ChessState, initial_state, observe, step
+from mcts.search import SearchConfig, search
+from scaling.model import PolicyValueNet
+
+__all__ = ["SelfPlayConfig", "Trajectory", "network_evaluations", "play_games"]
+
+RESIGNED, TRUNCATED = REASONS.index("resigned"), REASONS.index("truncated")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SelfPlayConfig:
+    """One batch of self-play games."""
+
+    batch_size: int = 64  # games played at once
+    max_plies: int = 512  # game-length cap; also the trajectory's T
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    temperature_plies: int = 30  # alphazero: plies acting with search.temperature, then greedy
+    resign_value: float | None = None  # resign below this root value (e.g. -0.9); None: never
+    no_resign_fraction: float = 0.1  # games in which nobody resigns (when resigning is on)
+    elo: int | None = None  # the rating an Elo-conditioned network is given (None: unknown)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"selfplay.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_plies < 1:
+            raise ValueError(f"selfplay.max_plies must be >= 1, got {self.max_plies}")
+        if self.temperature_plies < 0:
+            raise ValueError("selfplay.temperature_plies must be >= 0")
+        if self.resign_value is not None and not -1.0 <= self.resign_value <= 1.0:
+            raise ValueError(f"selfplay.resign_value must be in [-1, 1], got {self.resign_value}")
+        if not 0.0 <= self.no_resign_fraction <= 1.0:
+            raise ValueError("selfplay.no_resign_fraction must be in [0, 1]")
+
+
+@struct.dataclass
+class Trajectory:
+    """A batch of finished games. T = cfg.max_plies, B = cfg.batch_size; row t of game b is the
+    position before its (t+1)-th searched move, valid iff t < length[b]."""
+
+    obs: jax.Array  # uint8[T, B, OBS_LEN] the encoded position (mover's frame)
+    moves: jax.Array  # int16[T, B, MAX_MOVES] its legal actions, padded with NUM_ACTIONS
+    policy: jax.Array  # f32[T, B, MAX_MOVES] search policy target over moves (sums to 1)
+    action: jax.Array  # int32[T, B] the move played (NUM_ACTIONS: none, e.g. resigned)
+    value: jax.Array  # f32[T, B] root search value, mover's view
+    valid: jax.Array  # bool[T, B] t < length[b]
+    outcome: jax.Array  # f32[T, B] the game's result from the mover's view (0 if invalid)
+    length: jax.Array  # int32[B] positions searched (moves played, +1 if the game was resigned)
+    result: jax.Array  # int8[B] the result from white's view: 1, 0, -1 (truncated: 0)
+    reason: jax.Array  # int8[B] why it ended: an index into mcts.env.REASONS
+    resign_allowed: jax.Array  # bool[B] whether this game could resign
+    plies_run: jax.Array  # int32[] loop iterations: the batch searched this many times
+
+
+@struct.dataclass
+class _Carry:
+    t: jax.Array  # int32[]
+    key: jax.Array
+    state: ChessState  # [B]
+    done: jax.Array  # bool[B]
+    resigned: jax.Array  # bool[B]
+    rows: dict[str, jax.Array]  # the [T, B, ...] buffers
+
+
+def _buffers(t: int, b: int) -> dict[str, jax.Array]:
+    return {
+        "obs": jnp.zeros((t, b, OBS_LEN), jnp.uint8),
+        "moves": jnp.full((t, b, MAX_MOVES), NUM_ACTIONS, jnp.int16),
+        "policy": jnp.zeros((t, b, MAX_MOVES), jnp.float32),
+        "action": jnp.full((t, b), NUM_ACTIONS, jnp.int32),
+        "value": jnp.zeros((t, b), jnp.float32),
+        "valid": jnp.zeros((t, b), jnp.bool_),
+    }
+
+
+def play_games(
+    net: PolicyValueNet,
+    params: Any,
+    key: jax.Array,
+    cfg: SelfPlayConfig,
+    start: ChessState | None = None,  # [batch_size]; default: the standard position
+) -> Trajectory:
+    """Plays ``cfg.batch_size`` games to the end (jit-able; ``net`` and ``cfg`` static)."""
+    b, t_max = cfg.batch_size, cfg.max_plies
+    if start is None:
+        start = jax.tree.map(lambda x: jnp.broadcast_to(x, (b, *x.shape)), initial_state())
+    key, resign_key = jax.random.split(key)
+    if cfg.resign_value is None:
+        resign_allowed = jnp.zeros((b,), jnp.bool_)
+    else:
+        resign_allowed = jax.random.uniform(resign_key, (b,)) >= cfg.no_resign_fraction
+    first_color = start.color  # int8[B]
+    resign_below = -jnp.inf if cfg.resign_value is None else cfg.resign_value
+
+    def cond(c: _Carry) -> jax.Array:
+        return (c.t < t_max) & ~c.done.all()
+
+    def body(c: _Carry) -> _Carry:
+        key, search_key = jax.random.split(c.key)
+        temperature = jnp.where(c.t < cfg.temperature_plies, cfg.search.temperature, 0.0)
+        out = search(
+            net,
+            params,
+            c.state,
+            search_key,
+            cfg.search,
+            elo=cfg.elo,
+            temperature=temperature,
+        )
+        running = ~c.done  # bool[B]
+        resign = running & resign_allowed & (out.value < resign_below)
+        play = running & ~resign
+        row = {
+            "obs": jax.vmap(observe)(c.state),
+            "moves": c.state.moves,
+            "policy": out.policy,
+            "action": jnp.where(play, out.action, NUM_ACTIONS),
+            "value": out.value,
+            "valid": running,
+        }
+        rows = {k: v.at[c.t].set(row[k]) for k, v in c.rows.items()}
+        moved, _ = jax.vmap(step)(c.state, out.action)
+        state = jax.tree.map(
+            lambda new, old: jnp.where(play.reshape(-1, *[1] * (new.ndim - 1)), new, old),
+            moved,
+            c.state,
+        )
+        return _Carry(
+            t=c.t + 1,
+            key=key,
+            state=state,
+            done=c.done | resign | state.terminated,
+            resigned=c.resigned | resign,
+            rows=rows,
+        )
+
+    init = _Carry(
+        t=jnp.int32(0),
+        key=key,
+        state=start,
+        done=start.terminated,
+        resigned=jnp.zeros((b,), jnp.bool_),
+        rows=_buffers(t_max, b),
+    )
+    c = jax.lax.while_loop(cond, body, init)
+
+    final = c.state
+    sign = jnp.where(final.color == 0, 1, -1).astype(jnp.int8)  # mover's view -> white's view
+    result = jnp.where(
+        c.resigned, -sign, jnp.where(final.terminated, final.result * sign, 0)
+    ).astype(jnp.int8)  # int8[B], white's view
+    reason = jnp.where(
+        c.resigned, RESIGNED, jnp.where(final.terminated, final.reason, TRUNCATED)
+    ).astype(jnp.int8)
+    valid = c.rows["valid"]
+    plies = jnp.arange(t_max, dtype=jnp.int32)[:, None]  # [T, 1]
+    mover_white = (first_color[None, :].astype(jnp.int32) + plies) % 2 == 0  # bool[T, B]
+    outcome = jnp.where(mover_white, 1.0, -1.0) * result[None, :].astype(jnp.float32)
+    return Trajectory(
+        obs=c.rows["obs"],
+        moves=c.rows["moves"],
+        policy=c.rows["policy"],
+        action=c.rows["action"],
+        value=c.rows["value"],
+        valid=valid,
+        outcome=jnp.where(valid, outcome, 0.0),
+        length=valid.sum(axis=0).astype(jnp.int32),
+        result=result,
+        reason=reason,
+        resign_allowed=resign_allowed,
+        plies_run=c.t,
+    )
+
+
+def network_evaluations(traj: Trajectory, cfg: SelfPlayConfig) -> int:
+    """Network evaluations the batch cost (finished games keep searching until the last ends):
+    one root and ``num_simulations`` leaves per game per loop iteration."""
+    return int(traj.plies_run) * cfg.batch_size * (cfg.search.num_simulations + 1)

@@ -1,0 +1,136 @@
+"""The self-play learning loop: start from a checkpoint, FLOP accounting, replay, exact resume
+after SIGKILL, and the Ray mode with 2 actors and a learner."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+from mcts.loop import SelfPlayRunConfig, milestone_flops, run_selfplay, starting_point
+from mcts.replay import ReplayBuffer
+from mcts.search import SearchConfig
+from scaling import checkpoints
+from scaling.model import NAMED_SIZES
+
+
+def _cfg(out: Path, init: str = "", **kw: Any) -> SelfPlayRunConfig:
+    base = SelfPlayRunConfig(
+        out_dir=str(out),
+        init_run=init,
+        model=NAMED_SIZES["10k"],
+        search=SearchConfig(num_simulations=4),
+        games=4,
+        max_plies=16,
+        train_batch=16,
+        budget_flops=1.5e9,
+        milestones=3,
+    )
+    return dataclasses.replace(base, **kw)
+
+
+def _leaves(tree: object) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_milestones_double_up_to_the_budget() -> None:
+    assert milestone_flops(100.0, 8.0, 4) == [101.0, 102.0, 104.0, 108.0]
+
+
+def test_replay_ring_keeps_the_newest_and_densifies_targets() -> None:
+    class Traj:  # the fields of mcts.selfplay.Trajectory that the buffer reads, [T=3, B=2]
+        valid = np.array([[True, True], [True, False], [False, False]])
+        obs = np.arange(6, dtype=np.uint8)[:, None].repeat(67, 1).reshape(3, 2, 67)
+        moves = np.full((3, 2, 256), 4672, np.int16)
+        policy = np.zeros((3, 2, 256), np.float32)
+        outcome = np.array([[1.0, -1.0], [0.0, 0.0], [0.0, 0.0]])
+
+    Traj.moves[..., :2] = [7, 9]
+    Traj.policy[..., :2] = [0.25, 0.75]
+    buf = ReplayBuffer.empty(2)
+    assert buf.add(Traj) == 3
+    assert buf.size == 2 and sorted(buf.obs[:, 0]) == [1, 2]  # the oldest (obs 0) overwritten
+    batch = buf.sample(np.random.default_rng(0), 5)
+    assert batch["policy_target"].shape == (5, 4672)
+    np.testing.assert_allclose(batch["policy_target"][:, [7, 9]], [[0.25, 0.75]] * 5)
+    assert batch["policy_target"].sum(axis=1) == pytest.approx(1.0)
+    assert (batch["action"] == 9).all()
+
+
+@pytest.mark.slow
+def test_continues_from_exactly_the_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    state, meta = checkpoints.restore_state(tiny_run)
+    start = starting_point(_cfg(tmp_path / "sp", str(tiny_run)))
+    assert start.flops == meta["flops"] > 0
+    for a, b in zip(_leaves(start.params), _leaves(state["params"]), strict=True):
+        assert np.array_equal(a, b)
+    result = run_selfplay(_cfg(tmp_path / "sp", str(tiny_run)), progress=False)
+    assert result["start_flops"] == meta["flops"]
+    assert result["flops"] >= meta["flops"] + 1.5e9
+    config = json.loads((tmp_path / "sp" / "config.json").read_text())
+    assert config["study"]["parent"] == f"{tiny_run.name}@{meta['step']}"
+    rows = [json.loads(x) for x in (tmp_path / "sp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, result["iterations"] + 1))
+    assert all(b["flops"] > a["flops"] for a, b in itertools.pairwise(rows))
+    kept = checkpoints.list_checkpoints(tmp_path / "sp")
+    assert kept[-1]["flops"] == result["flops"] and len(kept) >= 2
+    assert all(k["flops"] > meta["flops"] for k in kept)
+    # the same run again does no work
+    assert run_selfplay(_cfg(tmp_path / "sp", str(tiny_run)), progress=False) == result
+
+
+_RUN = """
+import sys
+from pathlib import Path
+from tests.test_loop import _cfg
+from mcts.loop import run_selfplay
+run_selfplay(_cfg(Path(sys.argv[1]), budget_flops=2.5e9, max_plies=12), progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_resume_is_bitwise_equal(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-c", _RUN, str(whole)], check=True, env=env)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-c", _RUN, str(cut)], env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (cut / "resume" / "2").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "result.json").exists(), "the kill should land mid-run"
+    subprocess.run([sys.executable, "-c", _RUN, str(cut)], check=True, env=env)
+    a, b = (json.loads((d / "result.json").read_text()) for d in (whole, cut))
+    assert {k: a[k] for k in a if k not in ("pid", "host")} == {
+        k: b[k] for k in b if k not in ("pid", "host")
+    }
+    pa, _ = checkpoints.restore_state(whole)
+    pb, _ = checkpoints.restore_state(cut)
+    for x, y in zip(_leaves(pa), _leaves(pb), strict=True):
+        assert np.array_equal(x, y)
+    assert (whole / "metrics.jsonl").read_text() == (cut / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_mode_two_actors_and_a_learner(ray_cluster: None, tmp_path: Path) -> None:
+    result = run_selfplay(
+        _cfg(tmp_path / "ray", actors=2, broadcast_every=1, budget_flops=2e9), progress=False
+    )
+    assert result["iterations"] >= 2 and result["steps"] > 0
+    assert result["flops"] >= 2e9 and result["start_flops"] == 0.0
+    kept = checkpoints.list_checkpoints(tmp_path / "ray")
+    assert kept and kept[-1]["flops"] == result["flops"]

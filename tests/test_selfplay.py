@@ -1,0 +1,118 @@
+"""``mcts.selfplay``: every move of a batch of self-play games is legal by python-chess, the
+recorded positions are python-chess's, and the results, reasons and per-position outcomes agree
+with python-chess's reading of the finished games (including resignations and the length cap)."""
+
+from __future__ import annotations
+
+import chess
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data_pipeline.encoding import NUM_ACTIONS, action_to_move, encode_board, move_to_action
+from mcts import env
+from mcts.env import REASONS
+from mcts.search import SearchConfig
+from mcts.selfplay import SelfPlayConfig, Trajectory, network_evaluations, play_games
+from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
+
+TINY = NAMED_SIZES["10k"]
+# Openings of odd and even length: some games start with black to move.
+OPENINGS = [[], ["e2e4"], ["d2d4", "d7d5"], ["g1f3"], [], ["e2e4", "c7c5", "g1f3"], [], []]
+# Zero parameters: a uniform policy and value 0, so the root value (about 0) is below
+# resign_value and every game allowed to resign does so at once; the others play on. Four
+# simulations of a uniform network play nearly random chess, which ends in many ways.
+CFG = SelfPlayConfig(
+    batch_size=len(OPENINGS),
+    max_plies=160,
+    search=SearchConfig(kind="gumbel", num_simulations=4),
+    resign_value=0.5,
+    no_resign_fraction=0.75,
+)
+
+
+def _ending(board: chess.Board) -> str:
+    """python-chess's reading of a position, by pgx's rules, in REASONS order."""
+    if board.is_checkmate():
+        return "checkmate"
+    if board.is_stalemate():
+        return "stalemate"
+    if board.is_insufficient_material():
+        return "insufficient_material"
+    if board.halfmove_clock >= 100:
+        return "fifty_moves"
+    if board.is_repetition(3):
+        return "threefold_repetition"
+    return "running"
+
+
+@pytest.fixture(scope="module")
+def games() -> Trajectory:
+    net = PolicyValueNet(TINY)
+    params = jax.tree.map(jnp.zeros_like, init_params(TINY, jax.random.key(0)))
+    start = env.init_openings(OPENINGS)
+    play = jax.jit(play_games, static_argnames=("net", "cfg"))
+    traj = play(net, params, jax.random.key(11), CFG, start)
+    return jax.tree.map(np.asarray, traj)
+
+
+@pytest.mark.slow
+def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory) -> None:
+    t_max = CFG.max_plies
+    assert games.obs.shape == (t_max, CFG.batch_size, 67)
+    assert games.policy.shape == games.moves.shape == (t_max, CFG.batch_size, env.MAX_MOVES)
+    seen = set()
+    for b, opening in enumerate(OPENINGS):
+        board = chess.Board()
+        for uci in opening:
+            board.push_uci(uci)
+        n = int(games.length[b])
+        assert games.valid[:n, b].all() and not games.valid[n:, b].any()
+        for t in range(n):
+            np.testing.assert_array_equal(games.obs[t, b], encode_board(board))
+            legal = sorted(move_to_action(m, board.turn) for m in board.legal_moves)
+            assert games.moves[t, b, : len(legal)].tolist() == legal
+            assert (games.moves[t, b, len(legal) :] == NUM_ACTIONS).all()
+            policy = games.policy[t, b]
+            assert policy.sum() == pytest.approx(1.0, abs=1e-5)
+            assert (policy[len(legal) :] == 0).all()
+            white = 1 if board.turn else -1
+            assert games.outcome[t, b] == games.result[b] * white, (b, t)
+            if int(games.action[t, b]) == NUM_ACTIONS:  # resigned here
+                assert t == n - 1
+                break
+            assert _ending(board) == "running", (b, t, board.fen())
+            move = action_to_move(int(games.action[t, b]), board)
+            assert move in board.legal_moves, (b, t, move, board.fen())
+            board.push(move)
+        reason = REASONS[int(games.reason[b])]
+        seen.add(reason)
+        white_result = {True: 1, False: -1}
+        if reason == "resigned":
+            assert games.resign_allowed[b] and n == 1
+            assert games.result[b] == -white_result[board.turn]  # the side to move resigned
+        elif reason == "truncated":
+            assert n == t_max and _ending(board) == "running"
+            assert games.result[b] == 0
+        else:
+            assert _ending(board) == reason, (b, board.fen())
+            if reason == "checkmate":
+                assert games.result[b] == -white_result[board.turn]
+            else:
+                assert games.result[b] == 0
+        assert (games.outcome[n:, b] == 0).all()
+    assert "resigned" in seen and len(seen) >= 3, seen
+    assert not games.resign_allowed.all() and games.resign_allowed.any()
+    plies = int(games.plies_run)
+    assert plies == games.length.max()
+    assert network_evaluations(games, CFG) == plies * CFG.batch_size * 5
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="resign_value must be in"):
+        SelfPlayConfig(resign_value=-2.0)
+    with pytest.raises(ValueError, match="max_plies must be >= 1"):
+        SelfPlayConfig(max_plies=0)
+    with pytest.raises(ValueError, match="no_resign_fraction"):
+        SelfPlayConfig(no_resign_fraction=1.5)
