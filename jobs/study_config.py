@@ -22,7 +22,7 @@ class DataSpec:
     chunk_games: int = 2000  # games per build task and shard
     val_fraction: float = 0.05
     test_fraction: float = 0.05
-    cache_dir: str = ""  # download cache for lichess:YYYY-MM ("": <workdir>/cache)
+    cache_dir: str = ""  # download cache for lichess:YYYY-MM ("": $ELOCAP_CACHE or <workdir>/cache)
 
     def __post_init__(self) -> None:
         if not self.sources or not self.caps:

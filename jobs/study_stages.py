@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def data(cfg: StudyConfig, wd: Path) -> dict[str, Any]:
         else:
             sources.append(source)
     splits = SplitConfig(val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else wd / "cache"
+    cache = Path(cfg.data.cache_dir or os.environ.get("ELOCAP_CACHE", "") or wd / "cache")
     for cap in cfg.data.caps:
         build_cfg = BuildConfig(
             filters=FilterConfig(cap=cap), splits=splits, chunk_games=cfg.data.chunk_games

@@ -59,11 +59,13 @@ def referee(board: chess.Board) -> tuple[str, str] | None:
 
 
 def finish(
-    moves: Sequence[chess.Move], move_cap: int
+    moves: Sequence[chess.Move], move_cap: int, *, ended_elsewhere: str | None = None
 ) -> tuple[tuple[str, ...], str, str, chess.Board]:
     """Replays ``moves`` from the start position under the referee: (the UCI moves actually
     played, result, termination, final board). Moves after the end of the game are dropped; an
-    illegal move raises ValueError (no agent of the arena may play one)."""
+    illegal move raises ValueError (no agent of the arena may play one). A game that stops
+    before the rules end it is an error, unless ``ended_elsewhere`` names who ended it (the
+    device's rules): then it is adjudicated a draw with that termination."""
     board = chess.Board()
     played: list[str] = []
     for ply, move in enumerate(moves):
@@ -78,6 +80,8 @@ def finish(
         return tuple(played), ended[0], ended[1], board
     if len(played) >= move_cap:
         return tuple(played), "1/2-1/2", "move_cap", board
+    if ended_elsewhere is not None:
+        return tuple(played), "1/2-1/2", ended_elsewhere, board
     raise ValueError(f"game unfinished after {len(played)} plies (cap {move_cap})")
 
 

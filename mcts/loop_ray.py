@@ -61,7 +61,7 @@ def run_selfplay_ray(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[s
     files = RunFiles(cfg, start)
     p = restore(learner, files, Progress(jax.random.key(cfg.seed + 1), flops=start.flops))
     end = start.flops + cfg.budget_flops
-    remote: Any = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(SelfPlayActor)
+    remote: Any = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=0)(SelfPlayActor)
     actors = [remote.remote(cfg, start.model, i) for i in range(cfg.actors)]
     params_ref = ray.put(jax.device_get(learner.state.params))
     sent_at = int(learner.state.step)
@@ -71,7 +71,11 @@ def run_selfplay_ray(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[s
         while p.flops < end:
             ready, _ = ray.wait(list(pending), num_returns=1)
             actor = pending.pop(ready[0])
-            traj, evaluations = ray.get(ready[0])
+            try:
+                traj, evaluations = ray.get(ready[0])
+            except ray.exceptions.RayActorError:  # the actor died: Ray restarts it, play again
+                pending[actor.play.remote(params_ref)] = actor
+                continue
             absorb(learner, files, p, traj, evaluations, end)
             if int(learner.state.step) - sent_at >= cfg.broadcast_every:
                 params_ref = ray.put(jax.device_get(learner.state.params))

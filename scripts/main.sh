@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The README's main job: until the study command exists, the data build on the real Lichess
-# files in ../shared/data (or $ELOCAP_DATA), Elo cap 1500, on an embedded local Ray cluster.
+# The README's main job: the embedded default study (jobs/studies/tiny.toml), offline, on an
+# embedded local Ray cluster: a synthetic Stockfish ladder corpus -> Elo-capped shards -> tiny
+# supervised sweep -> arena -> self-play from the cap and from scratch -> arena -> ratings ->
+# fits -> report in out/study-tiny/report/index.html. Run again, it skips every finished stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-DATA="${ELOCAP_DATA:-$(cd .. && pwd)/shared/data}"
-OUT="${1:-out/data-cap1500}"
-.venv/bin/elocap data build "$DATA/lichess" --cap 1500 -o "$OUT"
-.venv/bin/elocap data stats "$OUT"
+WORKDIR="${1:-out/study-tiny}"
+.venv/bin/elocap study run jobs/studies/tiny.toml --workdir "$WORKDIR"

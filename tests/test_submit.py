@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # False until `elocap study run` exists (jobs/cmd_study.py): the job is then a real command of
 # the project writing one artifact. True: the job is the tiny study, submitted with the
 # `elocap study submit` command, and its artifacts are checked under --workdir.
-STUDY_ENTRYPOINT_READY = False
+STUDY_ENTRYPOINT_READY = True
 TINY_STUDY = ROOT / "jobs" / "studies" / "tiny.toml"
 STUDY_ARTIFACTS = ("report/index.html",)  # under --workdir: what the README promises
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")

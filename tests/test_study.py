@@ -1,0 +1,69 @@
+"""The embedded default end to end: `elocap study run jobs/studies/tiny.toml` from nothing to the
+report with every figure, then again with no work done."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.study import stage_names
+from jobs.study_config import load_study_config
+from scaling.checkpoints import list_checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "jobs" / "studies" / "tiny.toml"
+FIGURES = ("elo_vs_compute", "switch", "rating_intervals", "learning_curves", "optimal_size")
+
+
+def test_study_configs_load_and_reject_bad_keys(tmp_path: Path) -> None:
+    for path in sorted((REPO / "jobs" / "studies").glob("*.toml")):
+        assert load_study_config(path).name
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[supervised]\nsizes = ["10k"]\nbudget = [1e9]\n')
+    with pytest.raises(ValueError, match="unknown keys in supervised"):
+        load_study_config(bad)
+    bad.write_text('name = "x"\n[data]\ncaps = "1500"\n')
+    with pytest.raises(ValueError, match="caps"):
+        load_study_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_study_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
+    workdir = tmp_path / "study"
+    cmd = [sys.executable, "-m", "jobs.cli", "study", "run", str(TINY), "--workdir", str(workdir)]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1800)
+    assert first.returncode == 0, first.stderr[-4000:]
+    for name in stage_names():
+        assert f"{name}: finished" in first.stdout, first.stdout
+    report = workdir / "report"
+    html = (report / "index.html").read_text()
+    for figure in FIGURES:
+        for ext in ("png", "svg"):
+            assert (report / f"{figure}.{ext}").stat().st_size > 0
+        assert f"{figure}.png" in html or f"{figure}.svg" in html
+    with open(workdir / "registry" / "checkpoints.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["regime"] for r in rows} == {"supervised", "selfplay_cap", "selfplay_scratch"}
+    with open(workdir / "ratings" / "ratings.csv") as f:
+        ratings = {r["name"]: r for r in csv.DictReader(f)}
+    assert float(ratings["random"]["rating"]) == 0.0
+    assert all(r["agent"] in ratings for r in rows)
+    for row in (r for r in rows if r["regime"] == "selfplay_cap"):  # the compute axis goes on
+        study = json.loads((workdir / "runs" / row["run_id"] / "config.json").read_text())["study"]
+        parent_run, parent_step = study["parent"].split("@")
+        kept = {k["step"]: k["flops"] for k in list_checkpoints(workdir / "runs" / parent_run)}
+        assert study["start_flops"] == kept[int(parent_step)] < float(row["flops"])
+    fits = json.loads((report / "fits.json").read_text())
+    assert fits
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "ran nothing (all done)" in second.stdout
+    assert all(f"{name}: done before, skipped" in second.stdout for name in stage_names())
