@@ -93,9 +93,7 @@ class ChessState:
     en_passant: jax.Array  # int8[] pgx square skipped by the last double push (mover's frame), -1
     halfmove: jax.Array  # int32[] plies since the last capture or pawn move
     ply: jax.Array  # int32[] plies played since this state's game record began (pgx step_count)
-    hashes: (
-        jax.Array
-    )  # uint32[HISTORY, 2] Zobrist hash of this position (row 0) and earlier; 0: none
+    hashes: jax.Array  # uint32[HISTORY, 2] pgx Zobrist hashes, this position first; 0: none
     moves: jax.Array  # int16[MAX_MOVES] legal actions, ascending, padded with NUM_ACTIONS
     terminated: jax.Array  # bool[]
     result: jax.Array  # int8[] once terminated: -1 / 0 / +1 for the side to move
@@ -118,7 +116,7 @@ def _finish(gs: _chess.GameState, hashes: jax.Array, ply: jax.Array) -> ChessSta
     """The state of position ``gs`` with ``hashes`` (row 0 = its own): legal moves and pgx's
     terminal rules (``Game.is_terminal``, ``Game.rewards``), with the reason recorded."""
     mask = _chess._legal_action_mask(gs)  # bool[4672]
-    moves = jnp.nonzero(mask, size=MAX_MOVES, fill_value=NUM_ACTIONS)[0].astype(jnp.int16)
+    moves = _move_list(mask)
     no_moves = ~mask.any()
     checked = _chess._is_checked(gs)
     repeats = (hashes == hashes[0]).all(axis=1).sum() - 1
@@ -147,6 +145,19 @@ def _finish(gs: _chess.GameState, hashes: jax.Array, ply: jax.Array) -> ChessSta
         result=jnp.where(reason == CHECKMATE, -1, 0).astype(jnp.int8),
         reason=reason,
     )
+
+
+def _move_list(mask: jax.Array) -> jax.Array:  # bool[NUM_ACTIONS] -> int16[MAX_MOVES]
+    """The legal actions in ascending order, padded with NUM_ACTIONS. Compacted in two steps
+    (the at most 16 from-squares with a move, then their 16 x 73 moves): three times faster on
+    CPU than one ``jnp.nonzero`` over all 4672 actions."""
+    planes = NUM_ACTIONS // 64
+    rows = mask.reshape(64, planes)  # [pgx from-square, move type]
+    squares = jnp.nonzero(rows.any(axis=1), size=16, fill_value=64)[0]  # int32[16]
+    sub = jnp.concatenate([rows, jnp.zeros((1, planes), jnp.bool_)])[squares].reshape(-1)
+    ids = (squares[:, None] * planes + jnp.arange(planes)).reshape(-1)  # int32[16 * 73]
+    slots = jnp.nonzero(sub, size=MAX_MOVES, fill_value=sub.shape[0])[0]  # int32[MAX_MOVES]
+    return jnp.concatenate([ids, jnp.array([NUM_ACTIONS])])[slots].astype(jnp.int16)
 
 
 def _first_hashes(gs: _chess.GameState) -> jax.Array:  # uint32[HISTORY, 2]

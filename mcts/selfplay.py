@@ -106,6 +106,8 @@ def play_games(
     b, t_max = cfg.batch_size, cfg.max_plies
     if start is None:
         start = jax.tree.map(lambda x: jnp.broadcast_to(x, (b, *x.shape)), initial_state())
+    if start.color.shape != (b,):
+        raise ValueError(f"start must hold batch_size={b} games, got shape {start.color.shape}")
     key, resign_key = jax.random.split(key)
     if cfg.resign_value is None:
         resign_allowed = jnp.zeros((b,), jnp.bool_)

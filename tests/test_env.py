@@ -128,27 +128,36 @@ def test_from_boards_rebuilds_the_history() -> None:
             np.testing.assert_array_equal(getattr(got, name)[i], getattr(want, name), err_msg=name)
 
 
+@pytest.mark.slow
 def test_fen_positions_agree_with_pgx_from_fen() -> None:
     """pgx's own FEN reader (pgx.experimental.chess.from_fen) and the encoded board give the same
     position, legal moves and encoding (a double push without a capturer: pgx keeps its square,
     the encoding does not, and the rules agree)."""
     fens = [
-        "rnbqkbnr/pppp1ppp/8/4p3/4P3/8/PPPP1PPP/RNBQKBNR w KQkq e6 0 2",
-        "r3k2r/8/8/8/8/8/6r1/R3K2R b KQkq - 3 30",
-        "rnbqkbnr/ppp1p1pp/8/3pPp2/8/8/PPPP1PPP/RNBQKBNR w KQkq f6 0 3",
+        "rnbqkbnr/pppp1ppp/8/4p3/4P3/8/PPPP1PPP/RNBQKBNR w KQkq e6 0 2",  # e6: no capturer
+        "r3k2r/8/8/8/8/8/6r1/R3K2R b Kq - 3 30",  # black to move, partial castling rights
     ]
-    from_obs = jax.jit(env.from_obs)
-    observe = jax.jit(env.observe)
-    for fen in fens:
-        board = chess.Board(fen)
-        ours = from_obs(jnp.asarray(encode_board(board)), jnp.int32(0 if board.turn else 1))
-        theirs = env.from_pgx(pgx_chess.from_fen(fen))
-        np.testing.assert_array_equal(ours.board, theirs.board)
-        np.testing.assert_array_equal(ours.castling, theirs.castling)
-        np.testing.assert_array_equal(ours.moves, theirs.moves)
-        np.testing.assert_array_equal(observe(theirs), encode_board(board))
+    boards = [chess.Board(fen) for fen in fens]
+    pgx_states = jax.tree.map(lambda *x: jnp.stack(x), *[pgx_chess.from_fen(f) for f in fens])
+    obs = np.stack([encode_board(b) for b in boards])
+    colors = np.array([0 if b.turn else 1 for b in boards], np.int32)
+
+    @jax.jit
+    def both(p: Any, o: jax.Array, c: jax.Array) -> tuple[ChessState, ChessState, jax.Array]:
+        theirs = jax.vmap(env.from_pgx)(p)
+        return jax.vmap(env.from_obs)(o, c), theirs, jax.vmap(env.observe)(theirs)
+
+    ours, theirs, theirs_obs = both(pgx_states, obs, colors)
+    np.testing.assert_array_equal(ours.board, theirs.board)
+    np.testing.assert_array_equal(ours.castling, theirs.castling)
+    np.testing.assert_array_equal(ours.moves, theirs.moves)
+    np.testing.assert_array_equal(theirs_obs, obs)
+    for i, board in enumerate(boards):
+        legal = sorted(move_to_action(m, board.turn) for m in board.legal_moves)
+        assert np.asarray(theirs.moves[i, : len(legal)]).tolist() == legal
 
 
+@pytest.mark.slow
 def test_illegal_action_forfeits_and_finished_games_stay() -> None:
     step = jax.jit(env.step)
     start = env.initial_state()
@@ -163,6 +172,7 @@ def test_illegal_action_forfeits_and_finished_games_stay() -> None:
     assert bool(padding.terminated) and float(reward) == -1.0
 
 
+@pytest.mark.slow
 def test_openings() -> None:
     lines = [["e2e4", "e7e5", "g1f3"], ["d2d4"], []]
     states = env.init_openings(lines)

@@ -120,6 +120,7 @@ def test_tree_memory_per_node() -> None:
     assert mem.full_action_bytes_per_node + mem.pgx_state_bytes > 20 * mem.bytes_per_node
 
 
+@pytest.mark.slow
 def test_evaluate_feeds_the_rating_to_an_elo_network() -> None:
     cfg = dataclasses.replace(TINY, elo_buckets=30)
     net = PolicyValueNet(cfg)

@@ -37,41 +37,20 @@ from jobs.submit import (
     normalize_address,
     parse_resources,
     project_requirements,
-    project_runtime_env,
     resolve_token,
     study_job,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# False until `elocap study run` exists (jobs/cmd_study.py): the job is then a real command of
-# the project writing one artifact. True: the job is the tiny study, submitted with the
-# `elocap study submit` command, and its artifacts are checked under --workdir.
-STUDY_ENTRYPOINT_READY = True
 TINY_STUDY = ROOT / "jobs" / "studies" / "tiny.toml"
 STUDY_ARTIFACTS = ("report/index.html",)  # under --workdir: what the README promises
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
 
-_DRIVER = """
-import argparse, sys
-from jobs.cmd_submit import register_study_commands
-p = argparse.ArgumentParser(prog="elocap study")
-register_study_commands(p.add_subparsers(dest="cmd", required=True))
-a = p.parse_args(sys.argv[1:])
-try:
-    sys.exit(a.func(a))
-except (ValueError, OSError) as e:
-    print(f"elocap: error: {e}", file=sys.stderr)
-    sys.exit(2)
-"""
-
 
 def _cli_command() -> list[str]:
-    """`elocap study` once the lead's study command registers ours; until then, the same
-    commands (register_study_commands) under a bare parser with cli.main's error handling."""
-    if STUDY_ENTRYPOINT_READY:
-        return [sys.executable, "-m", "jobs.cli", "study"]
-    return [sys.executable, "-c", _DRIVER]
+    """`elocap study`, as the project's installed command runs it."""
+    return [sys.executable, "-m", "jobs.cli", "study"]
 
 
 def _free_port() -> int:
@@ -195,30 +174,13 @@ def test_job_with_token_succeeds_and_writes_its_artifacts(
     c = token_cluster
     workdir = c.tmp / "study"  # on a real cluster: storage shared by its nodes
     auth = ("--address", c.url, "--token-file", str(c.token_file))
-    if STUDY_ENTRYPOINT_READY:
-        study = ("submit", *auth, str(TINY_STUDY), "--workdir", str(workdir))
-        r = _cli(*study, home=tmp_path, timeout=1200)  # the tiny study: minutes on 2 cores
-        assert r.returncode == 0, f"{r.stdout[-6000:]}\n{r.stderr[-2000:]}"  # logs, then ours
-        job_id = r.stdout.splitlines()[0]
-        for artifact in STUDY_ARTIFACTS:
-            assert (workdir / artifact).is_file(), artifact
-    else:
-        client = ClusterClient(c.url, resolve_token(c.token_file))
-        # A driver in the job connects to the cluster (token inherited from the head) and runs
-        # a task, as a study does; the project's CLI writes the artifact.
-        task = "import ray; ray.init(); print(ray.get(ray.remote(lambda: 6 * 7).remote()))"
-        job = JobSpec(  # the same runtime_env as a study's: the project as working_dir
-            entrypoint=f"mkdir -p {workdir} && python -c '{task}' > {workdir}/task.txt"
-            f" && python -m jobs.cli sizes > {workdir}/sizes.txt",
-            runtime_env=project_runtime_env(ROOT),
-            resources=Resources(num_cpus=1),
-            metadata={"elocap_workdir": str(workdir)},
-        )
-        job_id = client.submit(job)
-        assert client.wait(job_id, timeout_s=300) == "SUCCEEDED", client.logs(job_id)
-        sizes = (workdir / "sizes.txt").read_text()
-        assert "10k" in sizes and "300m" in sizes
-        assert (workdir / "task.txt").read_text().split()[-1] == "42"
+    study = ("submit", *auth, str(TINY_STUDY), "--workdir", str(workdir))
+    r = _cli(*study, home=tmp_path, timeout=1200)  # the tiny study: minutes on 2 cores
+    assert r.returncode == 0, f"{r.stdout[-6000:]}\n{r.stderr[-2000:]}"  # logs, then ours
+    job_id = r.stdout.splitlines()[0]
+    for artifact in STUDY_ARTIFACTS:
+        assert (workdir / artifact).is_file(), artifact
+    assert (workdir / "ratings" / "ratings.csv").is_file()
 
     status = _cli("status", *auth, job_id, home=tmp_path)
     assert status.returncode == 0, status.stderr
