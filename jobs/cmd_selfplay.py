@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,9 @@ def register(sub: Any) -> None:
 
 def load_selfplay_config(path: Path) -> Any:
     from mcts.loop import SelfPlayRunConfig
-    from scaling.config import from_dict
+    from scaling.config import load_toml
 
-    if not path.exists():
-        raise FileNotFoundError(f"self-play config {path} does not exist")
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: {e}") from None
-    return from_dict(SelfPlayRunConfig, data)
+    return load_toml(SelfPlayRunConfig, path, "self-play config")
 
 
 def _selfplay(a: argparse.Namespace) -> int:

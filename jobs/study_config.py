@@ -7,11 +7,10 @@ Every table is optional: its defaults are the tiny study's.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 
 from mcts.ladder import LadderConfig
-from scaling.config import OptimConfig, from_dict
+from scaling.config import OptimConfig, load_toml
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,11 +93,4 @@ class StudyConfig:
 
 def load_study_config(path: Path) -> StudyConfig:
     """A StudyConfig from TOML; unknown keys and wrong types are errors naming the key."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"study config {path} does not exist")
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: {e}") from None
-    return from_dict(StudyConfig, data)
+    return load_toml(StudyConfig, path, "study config")

@@ -1,5 +1,7 @@
 """MCTS on the device: chess rules on a compact state (``env``), mctx search around the network
-(``search``), batched self-play games (``selfplay``).
+(``search``), batched self-play games (``selfplay``), the learning loop (``loop``), and the
+arena: agents, batched games, PGN logs, openings, schedules (``agents``, ``arena``, ``games``,
+``openings``, ``scheduler``, ``ladder``).
 
 Names load lazily (PEP 562): ``import mcts.games`` in an engine worker does not pull in JAX and
 pgx, which the names below need.
@@ -11,6 +13,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mcts.agents import (
+        AGENT_KINDS,
+        AgentSpec,
+        NetworkAgent,
+        RandomAgent,
+        StockfishAgent,
+        UciAgent,
+        parse_agent,
+    )
+    from mcts.arena import ArenaConfig, GameJob, play_batch, run_tournament
     from mcts.env import (
         MAX_MOVES,
         REASONS,
@@ -24,6 +36,11 @@ if TYPE_CHECKING:
         observe,
         step,
     )
+    from mcts.games import GameRecord, referee
+    from mcts.ladder import LadderConfig, build_ladder
+    from mcts.loop import SelfPlayRunConfig, run_selfplay
+    from mcts.openings import Opening, eco_openings, openings_from_split
+    from mcts.scheduler import active_round, round_robin, run_active
     from mcts.search import (
         SEARCH_POLICIES,
         SearchConfig,
@@ -36,6 +53,21 @@ if TYPE_CHECKING:
     from mcts.selfplay import SelfPlayConfig, Trajectory, network_evaluations, play_games
 
 _SOURCES = {
+    "mcts.agents": (
+        "AGENT_KINDS",
+        "AgentSpec",
+        "NetworkAgent",
+        "RandomAgent",
+        "StockfishAgent",
+        "UciAgent",
+        "parse_agent",
+    ),
+    "mcts.arena": ("ArenaConfig", "GameJob", "play_batch", "run_tournament"),
+    "mcts.games": ("GameRecord", "referee"),
+    "mcts.ladder": ("LadderConfig", "build_ladder"),
+    "mcts.loop": ("SelfPlayRunConfig", "run_selfplay"),
+    "mcts.openings": ("Opening", "eco_openings", "openings_from_split"),
+    "mcts.scheduler": ("active_round", "round_robin", "run_active"),
     "mcts.env": (
         "MAX_MOVES",
         "REASONS",
@@ -63,15 +95,30 @@ _SOURCES = {
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
+    "AGENT_KINDS",
     "MAX_MOVES",
     "REASONS",
     "SEARCH_POLICIES",
+    "AgentSpec",
+    "ArenaConfig",
     "ChessState",
+    "GameJob",
+    "GameRecord",
+    "LadderConfig",
+    "NetworkAgent",
+    "Opening",
+    "RandomAgent",
     "SearchConfig",
     "SearchOutput",
     "SelfPlayConfig",
+    "SelfPlayRunConfig",
+    "StockfishAgent",
     "Trajectory",
+    "UciAgent",
+    "active_round",
+    "build_ladder",
     "dense_policy",
+    "eco_openings",
     "from_boards",
     "from_obs",
     "from_pgx",
@@ -80,7 +127,15 @@ __all__ = [
     "legal_mask",
     "network_evaluations",
     "observe",
+    "openings_from_split",
+    "parse_agent",
+    "play_batch",
     "play_games",
+    "referee",
+    "round_robin",
+    "run_active",
+    "run_selfplay",
+    "run_tournament",
     "search",
     "search_policy",
     "step",

@@ -18,6 +18,7 @@ evaluate the whole batch in one call, engines answer one board after the other.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import shutil
@@ -50,14 +51,15 @@ class Player(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AgentSpec:
+class AgentSpec(abc.ABC):
     """Base of the agent specs: a name, a string form and a player."""
 
     kind: ClassVar[str] = ""
 
     @property
+    @abc.abstractmethod
     def name(self) -> str:
-        raise NotImplementedError
+        """The agent's name in the arena and in PGN headers."""
 
     @property
     def flops(self) -> float | None:
@@ -69,8 +71,9 @@ class AgentSpec:
         """Whether the agent can play inside a batched pgx game on the device."""
         return False
 
+    @abc.abstractmethod
     def player(self) -> Player:
-        raise NotImplementedError
+        """A player for this process (an engine process, a network on this device, ...)."""
 
     def to_string(self) -> str:
         fields = [

@@ -135,7 +135,19 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     raise ValueError(f"{path} must be {hint}, got {value!r}")
 
 
+def load_toml(cls: type[T], path: Path, what: str = "config") -> T:
+    """A config dataclass from a TOML file: a missing file, bad TOML, unknown keys and wrong
+    types are errors naming the file or the key."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return from_dict(cls, data)
+
+
 def load_train_config(path: Path) -> TrainConfig:
     """A TrainConfig from a TOML file (tables [model] and [optim] nest)."""
-    with open(path, "rb") as f:
-        return from_dict(TrainConfig, tomllib.load(f))
+    return load_toml(TrainConfig, path, "train config")

@@ -134,3 +134,22 @@ def test_ray_mode_two_actors_and_a_learner(ray_cluster: None, tmp_path: Path) ->
     assert result["flops"] >= 2e9 and result["start_flops"] == 0.0
     kept = checkpoints.list_checkpoints(tmp_path / "ray")
     assert kept and kept[-1]["flops"] == result["flops"]
+
+
+@pytest.mark.slow
+def test_selfplay_command_from_toml(tiny_run: Path, tmp_path: Path) -> None:
+    from jobs.cli import main
+
+    config = tmp_path / "sp.toml"
+    config.write_text(
+        f'out_dir = "{tmp_path / "run"}"\ninit_run = "{tiny_run}"\ngames = 4\nmax_plies = 12\n'
+        "train_batch = 16\nbudget_flops = 1e9\nmilestones = 2\n"
+        '[search]\nkind = "alphazero"\nnum_simulations = 4\n'
+    )
+    assert main(["selfplay", str(config), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["parent"].startswith(tiny_run.name + "@")
+    config.write_text(config.read_text().replace("games = 4", "games = 0"))
+    assert main(["selfplay", str(config)]) == 2  # a clear error, not a traceback
+    config.write_text(config.read_text().replace("games = 0", "gamez = 4"))
+    assert main(["selfplay", str(config)]) == 2
