@@ -21,6 +21,7 @@ is mctx's tree per game per simulation (one node each), from the compiled shapes
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -52,12 +53,13 @@ def openings(n: int, plies: int = 8, seed: int = 0) -> list[chess.Board]:
     return boards
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Background]:
+def timed(fn: Callable[[], Any]) -> tuple[float, Background, Any]:
+    """Seconds of one call (results ready), the others' load meanwhile, and the result."""
     with Background() as bg:
         start = time.perf_counter()
-        jax.block_until_ready(fn())
+        out = jax.block_until_ready(fn())
         seconds = time.perf_counter() - start
-    return seconds, bg
+    return seconds, bg, out
 
 
 def bench(size: str, batch: int, sims: int, a: argparse.Namespace) -> list[object]:
@@ -89,14 +91,13 @@ def bench(size: str, batch: int, sims: int, a: argparse.Namespace) -> list[objec
     busy = wait_quiet()
     ours_s, base_s, bgs = [], [], []
     for r in range(a.repeat):
-        s, bg = timed(lambda r=r: ours(params, states, jax.random.key(r)))
+        s, bg, _ = timed(functools.partial(ours, params, states, jax.random.key(r)))
         ours_s.append(s)
         bgs.append(bg)
-        s, bg = timed(lambda: run_search(baseline_eval, boards, sims))
+        s, bg, _ = timed(functools.partial(run_search, baseline_eval, boards, sims))
         base_s.append(s)
         bgs.append(bg)
-    play_s, play_bg = timed(lambda: play(params, key, states))
-    traj = play(params, key, states)
+    play_s, play_bg, traj = timed(functools.partial(play, params, key, states))
     positions = int(np.asarray(traj.valid).sum())
     work = batch * sims
     ours_rate, base_rate = work / median(ours_s), work / median(base_s)

@@ -160,7 +160,7 @@ def test_fen_positions_agree_with_pgx_from_fen() -> None:
 @pytest.mark.slow
 def test_illegal_action_forfeits_and_finished_games_stay() -> None:
     step = jax.jit(env.step)
-    start = env.initial_state()
+    start = jax.jit(env.initial_state)()
     lost, reward = step(start, jnp.int32(0))  # a1 rook cannot move
     assert bool(lost.terminated) and REASONS[int(lost.reason)] == "illegal_move"
     assert int(lost.result) == -1 and float(reward) == -1.0
