@@ -51,6 +51,7 @@ class SelfPlaySpec:
     simulations: int = 8  # search simulations per move in self-play
     games_per_batch: int = 16  # games played at once per actor
     max_plies: int = 120  # game-length cap in self-play
+    adjudicate_margin: int | None = None  # at the cap: a win for the side this many pawns up
     train_batch: int = 64
     replay_ratio: float = 1.0  # samples trained per sample generated
     milestones: int = 4

@@ -234,6 +234,7 @@ def selfplay_configs(cfg: StudyConfig, wd: Path) -> list[tuple[Any, str]]:
         search=SearchConfig(kind="gumbel", num_simulations=s.simulations),
         games=s.games_per_batch,
         max_plies=s.max_plies,
+        adjudicate_margin=s.adjudicate_margin,
         train_batch=s.train_batch,
         replay_ratio=s.replay_ratio,
         milestones=s.milestones,

@@ -52,6 +52,7 @@ __all__ = [
     "init_openings",
     "initial_state",
     "legal_mask",
+    "material",
     "observe",
     "opening_actions",
     "play_openings",
@@ -74,7 +75,8 @@ REASONS: tuple[str, ...] = (
     "ply_limit",  # pgx's 512 plies
     "illegal_move",  # an action outside the legal list: the side that played it loses
     "resigned",  # self-play: the side to move resigned
-    "truncated",  # self-play: stopped at the game-length cap, unfinished
+    "truncated",  # self-play: stopped at the game-length cap, unfinished (a draw)
+    "adjudicated",  # self-play: stopped at the cap, scored for the side ahead in material
 )
 RUNNING, CHECKMATE, ILLEGAL = 0, 1, REASONS.index("illegal_move")
 
@@ -207,6 +209,16 @@ def legal_mask(state: ChessState) -> jax.Array:  # bool[NUM_ACTIONS]
     """The legal actions as a mask (all False once the game is over)."""
     mask = jnp.zeros(NUM_ACTIONS + 1, jnp.bool_).at[state.moves.astype(jnp.int32)].set(True)
     return mask[:NUM_ACTIONS] & ~state.terminated
+
+
+PIECE_VALUES = (0, 1, 3, 3, 5, 9, 0)  # pgx piece codes: empty, P, N, B, R, Q, K (pawns)
+
+
+def material(state: ChessState) -> jax.Array:  # int32[]
+    """The mover's material minus the opponent's, in pawns (P 1, N 3, B 3, R 5, Q 9)."""
+    board = state.board.astype(jnp.int32)  # mover's pieces > 0, the opponent's < 0
+    values = jnp.asarray(PIECE_VALUES, jnp.int32)[jnp.abs(board)]
+    return (jnp.sign(board) * values).sum()
 
 
 def observe(state: ChessState) -> jax.Array:  # uint8[OBS_LEN]

@@ -35,6 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from data_pipeline.files import atomic_write_text
+from mcts.env import REASONS
 from mcts.replay import BATCH_FIELDS, ReplayBuffer
 from mcts.search import SearchConfig
 from mcts.selfplay import SelfPlayConfig
@@ -54,6 +55,7 @@ class SelfPlayRunConfig:
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     games: int = 16  # games per self-play batch (per actor)
     max_plies: int = 160  # game-length cap
+    adjudicate_margin: int | None = None  # at the cap, a win for the side this many pawns up
     resign_value: float | None = None  # resign when the root value is below this
     elo: int | None = None  # Elo-conditioning input during self-play
     train_batch: int = 64
@@ -92,6 +94,21 @@ def starting_point(cfg: SelfPlayRunConfig) -> Start:
 
     model, params, meta, step = load_network(Path(cfg.init_run), cfg.init_step)
     return Start(model, params, float(meta["flops"]), f"{Path(cfg.init_run).name}@{step}")
+
+
+def save_start(cfg: SelfPlayRunConfig, run: Path) -> Path:
+    """The run's starting point as a run directory of its own (``config.json`` with the model,
+    one checkpoint at step 0 with the start's FLOPs), so the arena can rate where a run began.
+    Returns ``run``; an existing one is left as it is."""
+    if (run / "checkpoints").exists():
+        return run
+    start = starting_point(cfg)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "config.json", json.dumps({"model": to_dict(start.model)}))
+    mgr = checkpoints.manager(run / "checkpoints", [])
+    checkpoints.save(mgr, 0, {"params": start.params}, None, start.flops)
+    mgr.close()
+    return run
 
 
 def milestone_flops(start: float, budget: float, count: int) -> list[float]:
@@ -283,6 +300,7 @@ def selfplay_config(cfg: SelfPlayRunConfig) -> SelfPlayConfig:
         search=cfg.search,
         resign_value=cfg.resign_value,
         elo=cfg.elo,
+        adjudicate_margin=cfg.adjudicate_margin,
     )
 
 
@@ -319,6 +337,7 @@ def _loop_tree(learner: Learner, key: jax.Array) -> dict[str, Any]:
 def _row(it: int, step: int, total: float, traj: Any, metrics: dict[str, float]) -> dict[str, Any]:
     length = np.asarray(traj.length)
     result = np.asarray(traj.result)
+    reason = np.asarray(traj.reason)
     return {
         "split": "train",
         "iteration": it,
@@ -327,6 +346,8 @@ def _row(it: int, step: int, total: float, traj: Any, metrics: dict[str, float])
         "game_length": float(length.mean()),
         "white_wins": float((result > 0).mean()),
         "draws": float((result == 0).mean()),
+        "checkmates": float((reason == REASONS.index("checkmate")).mean()),
+        "adjudicated": float((reason == REASONS.index("adjudicated")).mean()),
         **metrics,
     }
 

@@ -8,7 +8,11 @@ device until the loop ends.
 A game ends by the rules (``mcts.env.REASONS``), by resignation (when enabled: the side to move
 resigns if the root search value falls below ``resign_value``, except in the ``no_resign_fraction``
 of games that play on, as AlphaZero did to check that resigning was right), or by the length cap
-(``truncated``: scored a draw; ``reason`` tells the learner which games those are).
+(``truncated``: scored a draw; ``reason`` tells the learner which games those are). With
+``adjudicate_margin`` set, a game stopped at the cap with one side ahead by at least that many
+pawns of material is scored a win for that side (``adjudicated``), as tournaments adjudicate
+games that are decided but unfinished: short games from a random start then still carry a value
+signal, which a draw at the cap does not.
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ import jax.numpy as jnp
 from flax import struct
 
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
-from mcts.env import MAX_MOVES, REASONS, ChessState, initial_state, observe, step
+from mcts.env import MAX_MOVES, REASONS, ChessState, initial_state, material, observe, step
 from mcts.search import SearchConfig, search
 from scaling.model import PolicyValueNet
 
 __all__ = ["SelfPlayConfig", "Trajectory", "network_evaluations", "play_games"]
 
-RESIGNED, TRUNCATED = REASONS.index("resigned"), REASONS.index("truncated")
+RESIGNED, TRUNCATED, ADJUDICATED = (
+    REASONS.index("resigned"),
+    REASONS.index("truncated"),
+    REASONS.index("adjudicated"),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,8 +49,13 @@ class SelfPlayConfig:
     resign_value: float | None = None  # resign below this root value (e.g. -0.9); None: never
     no_resign_fraction: float = 0.1  # games in which nobody resigns (when resigning is on)
     elo: int | None = None  # the rating an Elo-conditioned network is given (None: unknown)
+    adjudicate_margin: int | None = None  # at the cap: a win for the side this many pawns up
 
     def __post_init__(self) -> None:
+        if self.adjudicate_margin is not None and self.adjudicate_margin < 1:
+            raise ValueError(
+                f"selfplay.adjudicate_margin must be >= 1 pawn, got {self.adjudicate_margin}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"selfplay.batch_size must be >= 1, got {self.batch_size}")
         if self.max_plies < 1:
@@ -69,6 +82,7 @@ class Trajectory:
     outcome: jax.Array  # f32[T, B] the game's result from the mover's view (0 if invalid)
     length: jax.Array  # int32[B] positions searched (moves played, +1 if the game was resigned)
     result: jax.Array  # int8[B] the result from white's view: 1, 0, -1 (truncated: 0)
+    # (adjudicated: the side ahead in material wins)
     reason: jax.Array  # int8[B] why it ended: an index into mcts.env.REASONS
     resign_allowed: jax.Array  # bool[B] whether this game could resign
     plies_run: jax.Array  # int32[] loop iterations: the batch searched this many times
@@ -170,11 +184,18 @@ def play_games(
 
     final = c.state
     sign = jnp.where(final.color == 0, 1, -1).astype(jnp.int8)  # mover's view -> white's view
+    if cfg.adjudicate_margin is None:
+        at_cap = jnp.zeros((b,), jnp.int8)  # int8[B] the mover's result at the cap
+    else:
+        ahead = jax.vmap(material)(final)  # int32[B], mover's view
+        at_cap = (jnp.sign(ahead) * (jnp.abs(ahead) >= cfg.adjudicate_margin)).astype(jnp.int8)
     result = jnp.where(
-        c.resigned, -sign, jnp.where(final.terminated, final.result * sign, 0)
+        c.resigned, -sign, jnp.where(final.terminated, final.result, at_cap) * sign
     ).astype(jnp.int8)  # int8[B], white's view
     reason = jnp.where(
-        c.resigned, RESIGNED, jnp.where(final.terminated, final.reason, TRUNCATED)
+        c.resigned,
+        RESIGNED,
+        jnp.where(final.terminated, final.reason, jnp.where(at_cap != 0, ADJUDICATED, TRUNCATED)),
     ).astype(jnp.int8)
     valid = c.rows["valid"]
     plies = jnp.arange(t_max, dtype=jnp.int32)[:, None]  # [T, 1]

@@ -17,6 +17,7 @@ import pytest
 from data_pipeline.encoding import NUM_ACTIONS, action_to_move, encode_board, move_to_action
 from mcts import env
 from mcts.env import REASONS, ChessState
+from tests.test_selfplay import material_balance
 
 B, T = 8, env.MAX_PLIES  # random games, played to pgx's 512-ply limit at most
 FIELDS = [f for f in ChessState.__dataclass_fields__]
@@ -186,3 +187,19 @@ def test_openings() -> None:
         assert int(states.ply[i]) == len(line)
     with pytest.raises(ValueError, match=r"opening 1: move 2 \(e2e4\) is illegal"):
         env.opening_actions([["e2e4"], ["e2e4", "e2e4"]])
+
+
+def test_material_is_the_movers_balance() -> None:
+    fens = [
+        chess.STARTING_FEN,
+        "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3",  # white to move, equal
+        "4k3/8/8/8/8/8/8/QQ2K3 b - - 0 1",  # black to move, 18 pawns down
+        "4k3/2r5/8/8/8/8/8/4K1N1 w - - 0 1",  # white to move, 2 down
+        "r3k3/1pp5/8/8/8/8/3PP3/4KB1N w - - 0 1",  # white to move, 8 - 7 = +1
+    ]
+    boards = [chess.Board(fen) for fen in fens]
+    states = env.from_boards(boards)
+    got = jax.vmap(env.material)(states)
+    expected = [material_balance(b) for b in boards]
+    assert [int(x) for x in got] == expected
+    assert expected[2:] == [-18, -2, 1]  # the cases are what they claim

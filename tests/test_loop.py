@@ -18,7 +18,13 @@ import jax
 import numpy as np
 import pytest
 
-from mcts.loop import SelfPlayRunConfig, milestone_flops, run_selfplay, starting_point
+from mcts.loop import (
+    SelfPlayRunConfig,
+    milestone_flops,
+    run_selfplay,
+    save_start,
+    starting_point,
+)
 from mcts.replay import ReplayBuffer
 from mcts.search import SearchConfig
 from scaling import checkpoints
@@ -74,6 +80,12 @@ def test_continues_from_exactly_the_checkpoint(tiny_run: Path, tmp_path: Path) -
     start = starting_point(_cfg(tmp_path / "sp", str(tiny_run)))
     assert start.flops == meta["flops"] > 0
     for a, b in zip(_leaves(start.params), _leaves(state["params"]), strict=True):
+        assert np.array_equal(a, b)
+    # the starting point saved as a run of its own (for the arena) is that checkpoint too
+    saved = save_start(_cfg(tmp_path / "sp", str(tiny_run)), tmp_path / "start")
+    saved_state, saved_meta = checkpoints.restore_state(saved)
+    assert saved_meta["flops"] == meta["flops"] and saved_meta["step"] == 0
+    for a, b in zip(_leaves(saved_state["params"]), _leaves(state["params"]), strict=True):
         assert np.array_equal(a, b)
     result = run_selfplay(_cfg(tmp_path / "sp", str(tiny_run)), progress=False)
     assert result["start_flops"] == meta["flops"]

@@ -4,6 +4,8 @@ with python-chess's reading of the finished games (including resignations and th
 
 from __future__ import annotations
 
+import dataclasses
+
 import chess
 import jax
 import jax.numpy as jnp
@@ -109,6 +111,49 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
     assert network_evaluations(games, CFG) == plies * CFG.batch_size * 5
 
 
+@pytest.mark.slow
+def test_adjudication_at_the_cap_scores_the_material_leader(games: Trajectory) -> None:
+    """The same games (same key) with adjudication: only the games stopped at the cap change,
+    each to a win for the side ahead by >= the margin by python-chess's count, or a draw."""
+    cfg = dataclasses.replace(CFG, adjudicate_margin=2)
+    play = jax.jit(play_games, static_argnames=("net", "cfg"))
+    net = PolicyValueNet(TINY)
+    params = jax.tree.map(jnp.zeros_like, init_params(TINY, jax.random.key(0)))
+    judged = jax.tree.map(
+        np.asarray, play(net, params, jax.random.key(11), cfg, env.init_openings(OPENINGS))
+    )
+    np.testing.assert_array_equal(judged.action, games.action)  # the same moves
+    changed = 0
+    for b, opening in enumerate(OPENINGS):
+        before, after = REASONS[int(games.reason[b])], REASONS[int(judged.reason[b])]
+        if before != "truncated":
+            assert (after, judged.result[b]) == (before, games.result[b])
+            continue
+        board = chess.Board()
+        for uci in opening:
+            board.push_uci(uci)
+        for t in range(int(games.length[b])):
+            board.push(action_to_move(int(games.action[t, b]), board))
+        ahead = material_balance(board) * (1 if board.turn else -1)  # white's view
+        expected = int(np.sign(ahead)) if abs(ahead) >= 2 else 0
+        assert judged.result[b] == expected, (b, board.fen())
+        assert after == ("adjudicated" if expected else "truncated")
+        n = int(judged.length[b])
+        white = np.where((np.arange(n) + len(opening)) % 2 == 0, 1.0, -1.0)
+        np.testing.assert_array_equal(judged.outcome[:n, b], white * expected)
+        changed += expected != 0
+    assert changed >= 1, "no game was adjudicated: the check did not run"
+
+
+def material_balance(board: chess.Board) -> int:
+    """The side to move's material minus the opponent's, in pawns, by python-chess."""
+    values = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
+    return sum(
+        v * (len(board.pieces(p, board.turn)) - len(board.pieces(p, not board.turn)))
+        for p, v in values.items()
+    )
+
+
 def test_config_is_checked() -> None:
     with pytest.raises(ValueError, match="resign_value must be in"):
         SelfPlayConfig(resign_value=-2.0)
@@ -116,3 +161,5 @@ def test_config_is_checked() -> None:
         SelfPlayConfig(max_plies=0)
     with pytest.raises(ValueError, match="no_resign_fraction"):
         SelfPlayConfig(no_resign_fraction=1.5)
+    with pytest.raises(ValueError, match="adjudicate_margin must be >= 1"):
+        SelfPlayConfig(adjudicate_margin=0)

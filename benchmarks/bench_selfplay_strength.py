@@ -1,0 +1,124 @@
+"""Self-play from a random initialisation against the random agent (issue 5's quality target).
+
+A self-play run from a random initialisation (the study's control regime; by default
+``jobs/selfplay/scratch-10k.toml``) spends its FLOP budget on CPU (wall time reported); then the
+arena plays, from ECO openings with colours alternated, the random agent against the run's
+starting network (step 0, the parameters the run starts from) and against its last checkpoint,
+each network as the raw policy (N = 0, argmax) and with search (N > 0, contract 3). Ratings:
+Ordo-compatible fit, random = 0, 90% Hessian intervals; and each agent's score against random
+with a 90% normal interval.
+
+    .venv/bin/python benchmarks/bench_selfplay_strength.py [--config TOML] [--budget FLOPS]
+        [--eval-games 64] [--eval-sims 0,16] [--move-cap 300] [--workdir DIR]
+
+The run is deterministic on CPU for a given config (its FLOP budget, not the wall time, ends
+it); a second call with the same --workdir reuses the run and the games already played.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import machine, run_in_scratch, table
+
+from analysis.rating_io import Games, read_pgn_results
+from analysis.ratings import fit_ratings
+from mcts.agents import AgentSpec, NetworkAgent, RandomAgent
+from mcts.arena import ArenaConfig, run_tournament
+from mcts.loop import SelfPlayRunConfig, run_selfplay, save_start
+from mcts.openings import eco_openings
+from mcts.scheduler import pairing_games
+from scaling.config import load_toml, to_dict
+
+
+def score_interval(points: float, games: int, z: float = 1.645) -> tuple[float, float, float]:
+    """Score fraction and its 90% normal-approximation interval."""
+    p = points / games
+    half = z * math.sqrt(max(p * (1 - p), 1e-12) / games)
+    return p, max(0.0, p - half), min(1.0, p + half)
+
+
+def record(games: Games, player: int) -> tuple[int, int, int]:
+    """Wins, draws and losses of ``player`` in ``games``."""
+    mine = (games.white == player) | (games.black == player)
+    own = np.where(games.white[mine] == player, games.score[mine], 1 - games.score[mine])
+    return int((own == 1).sum()), int((own == 0.5).sum()), int((own == 0).sum())
+
+
+def main(root: Path) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", type=Path, default=Path("jobs/selfplay/scratch-10k.toml"))
+    ap.add_argument("--budget", type=float, default=None, help="FLOPs (default: the config's)")
+    ap.add_argument("--eval-games", type=int, default=64)
+    ap.add_argument("--eval-sims", default="0,16")
+    ap.add_argument("--move-cap", type=int, default=300)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    root = args.workdir or root
+    cfg = dataclasses.replace(
+        load_toml(SelfPlayRunConfig, args.config), out_dir=str(root / "scratch")
+    )
+    if cfg.init_run:
+        raise SystemExit(
+            f"{args.config} continues {cfg.init_run}: this benchmark starts from scratch"
+        )
+    if args.budget:
+        cfg = dataclasses.replace(cfg, budget_flops=args.budget)
+    print(f"{machine()}\nself-play config: {json.dumps(to_dict(cfg), default=str)}")
+    t0 = time.perf_counter()
+    result = run_selfplay(cfg, progress=False)
+    minutes = (time.perf_counter() - t0) / 60
+    print(
+        f"self-play: {result['flops']:.3g} FLOPs, {result['iterations']} iterations, "
+        f"{result['steps']} learner steps, {result['generated']} positions in {minutes:.1f} min"
+        " (0 if the run already existed)"
+    )
+    start_run = save_start(cfg, root / "start")
+    agents: list[AgentSpec] = [RandomAgent()]
+    for n in [int(x) for x in args.eval_sims.split(",")]:
+        agents += [NetworkAgent(run=str(start_run), sims=n), NetworkAgent(run=cfg.out_dir, sims=n)]
+    openings = eco_openings()
+    jobs = [
+        job
+        for agent in agents[1:]
+        for job in pairing_games(agents[0], agent, openings, args.eval_games)
+    ]
+    log = root / "arena.pgn"
+    arena = ArenaConfig(move_cap=args.move_cap, batch=args.eval_games, seed=cfg.seed)
+    t1 = time.perf_counter()
+    report = run_tournament(jobs, log, arena, use_ray=False, progress=False)
+    print(f"arena: {report.played} games played in {(time.perf_counter() - t1) / 60:.1f} min")
+    games, rejected = read_pgn_results([log])
+    if rejected:
+        raise SystemExit(f"unreadable arena games: {rejected}")
+    ratings = fit_ratings(games, "ordo", anchors={"random": 0.0})
+    by_name = {n: i for i, n in enumerate(ratings.names)}
+    rows = []
+    for agent in agents[1:]:
+        i = by_name[agent.name]
+        wins, draws, losses = record(games, i)
+        n, points = wins + draws + losses, wins + draws / 2
+        p, lo, hi = score_interval(points, n)
+        rows.append(
+            [
+                agent.name,
+                f"{agent.flops:.3g}",
+                f"+{wins} ={draws} -{losses}",
+                f"{points:g}/{n} = {p:.2f} [{lo:.2f}, {hi:.2f}]",
+                f"{ratings.rating[i]:+.0f} [{ratings.lower[i]:+.0f}, {ratings.upper[i]:+.0f}]",
+            ]
+        )
+    print(
+        f"\n### Against the random agent ({args.eval_games} games each, move cap {args.move_cap})\n"
+    )
+    print(table(["agent", "FLOPs", "W D L", "score [90%]", "Elo, random = 0 [90%]"], rows))
+
+
+if __name__ == "__main__":
+    run_in_scratch(main)
