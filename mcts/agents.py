@@ -301,12 +301,9 @@ class NetworkPlayer:
         self.policy = network_policy(model, params, spec)
 
     def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
-        from data_pipeline.encoding import action_to_move, encode_boards, legal_action_mask
+        from data_pipeline.encoding import action_to_move
 
-        obs = encode_boards(boards)  # uint8[B, 67]
-        legal = np.stack([legal_action_mask(b) for b in boards])  # bool[B, 4672]
-        seed = int(rng.integers(2**31))
-        actions = self.policy.host(obs, legal, seed)  # int32[B]
+        actions = self.policy.host(boards, seed=int(rng.integers(2**31)))  # int32[B]
         return [action_to_move(int(a), b) for a, b in zip(actions, boards, strict=True)]
 
     def close(self) -> None:

@@ -293,6 +293,17 @@ def opening_actions(
     return out
 
 
+def _recent_root(board: chess.Board) -> chess.Board:
+    """``board`` taken back to just before its last capture or pawn move (at most the moves it
+    has), keeping the move stack up to there. Replaying that move too gives the en-passant
+    square as pgx sets it (after any double push; python-chess's encoding keeps it only when a
+    capture is legal), and pgx's hash of the position depends on it."""
+    root = board.copy()
+    for _ in range(min(board.halfmove_clock + 1, len(board.move_stack), HISTORY - 1)):
+        root.pop()
+    return root
+
+
 _play_openings_batch = jax.jit(jax.vmap(lambda o, c, a: play_openings(from_obs(o, c), a)))
 
 
@@ -307,20 +318,34 @@ def init_openings(lines: Sequence[Sequence[chess.Move | str]]) -> ChessState:  #
     return _play_openings_batch(jnp.asarray(obs), jnp.zeros((n,), jnp.int32), jnp.asarray(actions))
 
 
-def from_boards(boards: Sequence[chess.Board]) -> ChessState:  # batched: [N, ...]
-    """States of python-chess boards, WITH their game history: each board's root position
-    (``board.root()``) replayed through its move stack on the device, so that repetitions count
-    as they do in pgx. Host function; compiles once per (N, longest move stack)."""
+def from_boards(
+    boards: Sequence[chess.Board], *, recent: bool = False, pad_to: int | None = None
+) -> ChessState:  # batched: [max(N, pad_to), ...]
+    """States of python-chess boards, WITH their game history, replayed on the device from a
+    root so that repetitions count as they do in pgx. Host function.
+
+    ``recent=False``: the root is ``board.root()`` and the whole move stack is replayed (compiles
+    once per (N, longest move stack)). ``recent=True``: the root is the position before the last
+    capture or pawn move (at most ``HISTORY - 1`` plies back; no earlier position can repeat),
+    replayed over a fixed width, so a caller asking every move compiles once per batch size.
+    ``pad_to`` repeats the last board up to that many rows (a fixed batch size for jit)."""
     if not boards:
         raise ValueError("from_boards needs at least one board")
-    roots = [b.root() for b in boards]
+    if recent:
+        roots = [_recent_root(b) for b in boards]
+        width = HISTORY - 1
+    else:
+        roots = [b.root() for b in boards]
+        width = max(len(b.move_stack) for b in boards)
+    rows = max(len(boards), pad_to or 0)
+    boards = [*boards, *[boards[-1]] * (rows - len(boards))]
+    roots = [*roots, *[roots[-1]] * (rows - len(roots))]
     obs = np.stack([encode_board(r) for r in roots])  # uint8[N, 67]
     colors = np.array([0 if r.turn else 1 for r in roots], np.int32)
-    width = max(len(b.move_stack) for b in boards)
-    actions = np.full((len(boards), width), -1, np.int32)
+    actions = np.full((rows, width), -1, np.int32)
     for i, (root, b) in enumerate(zip(roots, boards, strict=True)):
         board = root.copy(stack=False)
-        for ply, move in enumerate(b.move_stack):
+        for ply, move in enumerate(b.move_stack[len(root.move_stack) :]):
             actions[i, ply] = move_to_action(move, board.turn)
             board.push(move)
     return _play_openings_batch(jnp.asarray(obs), jnp.asarray(colors), jnp.asarray(actions))

@@ -1,15 +1,17 @@
 """A network agent's move choice as functions: on pgx states inside jit, and on host arrays.
 
 ``sims = 0`` is the raw policy: the legal-masked logits, argmax or sampled at a temperature.
-``sims > 0`` runs the search of ``mcts.search`` from the pgx states (device play only).
+``sims > 0`` runs the search of ``mcts.search``: from pgx states on the device, or from
+python-chess boards rebuilt as ``mcts.env.ChessState`` (games against engines).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import chess
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,12 +45,29 @@ class NetworkPolicy:
     model: ModelConfig
     params: Any
     device: DevicePolicy  # jit-compatible; params passed explicitly
-    _host: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+    sims: int  # search simulations per move (0: the raw policy)
+    _raw: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]  # jitted
+    _search: Callable[[Any, Any, jax.Array], jax.Array]  # jitted, on ChessState [B]
 
-    def host(self, obs: np.ndarray, legal: np.ndarray, seed: int) -> np.ndarray:
-        """obs uint8[B, 67], legal bool[B, 4672] -> int32[B] (raw policy only)."""
+    def host(self, boards: Sequence[chess.Board], seed: int) -> np.ndarray:
+        """The agent's actions (int32[B]) on python-chess boards, e.g. against an engine.
+
+        The raw policy reads the encoded boards and their legal masks; search runs from the
+        boards' positions rebuilt on the device with the history the rules need (the plies
+        since the last capture or pawn move), padded to a power-of-two batch so that the search
+        compiles once per size."""
+        from data_pipeline.encoding import encode_boards, legal_action_mask
+
         key = jax.random.key(seed)
-        return np.asarray(self._host(self.params, jnp.asarray(obs), jnp.asarray(legal), key))
+        if not self.sims:
+            obs = encode_boards(boards)  # uint8[B, 67]
+            legal = np.stack([legal_action_mask(b) for b in boards])  # bool[B, 4672]
+            return np.asarray(self._raw(self.params, jnp.asarray(obs), jnp.asarray(legal), key))
+        from mcts.env import from_boards
+
+        n = len(boards)
+        states = from_boards(boards, recent=True, pad_to=1 << (n - 1).bit_length())
+        return np.asarray(self._search(self.params, states, key))[:n]
 
 
 def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
@@ -75,12 +94,4 @@ def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
         action, _ = search_policy(net, params, states, key, cfg, elo=elo)
         return action
 
-    if sims:
-
-        def host_unavailable(*_: Any) -> jax.Array:
-            raise ValueError(
-                f"a net agent with sims={sims} plays on the device (pgx), not on host boards"
-            )
-
-        return NetworkPolicy(model, params, device, host_unavailable)
-    return NetworkPolicy(model, params, device, jax.jit(raw))
+    return NetworkPolicy(model, params, device, sims, jax.jit(raw), jax.jit(device))

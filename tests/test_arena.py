@@ -14,12 +14,17 @@ from pathlib import Path
 
 import chess
 import chess.pgn
+import jax
+import numpy as np
 import pytest
 
-from mcts.agents import NetworkAgent, RandomAgent, StockfishAgent, parse_agent
+from data_pipeline.encoding import action_to_move
+from mcts.agents import NetworkAgent, RandomAgent, StockfishAgent, load_network, parse_agent
 from mcts.arena import ArenaConfig, GameJob, batches, play_batch, run_tournament
+from mcts.env import from_boards
 from mcts.games import GameRecord, append_games, finish, recover_log, referee
 from mcts.openings import eco_openings, openings_from_split
+from mcts.policy import network_policy
 from mcts.scheduler import active_round, pairing_games, round_robin
 from tests.conftest import debian_tool
 
@@ -163,6 +168,69 @@ def test_device_games_agree_with_python_chess(
     for r in records:
         assert r.moves[: r.opening_plies] == ops[int(r.game_id.split("|")[-1]) % 8].moves
         assert r.white_flops is not None or r.black_flops is not None
+
+
+def _positions(count: int, seed: int) -> list[chess.Board]:
+    """Boards along random games, some with repeated positions (knights shuffled back)."""
+    import random
+
+    rng = random.Random(seed)
+    boards = []
+    for i in range(count):
+        board = chess.Board()
+        for _ in range(rng.randrange(0, 60)):
+            if board.is_game_over():
+                break
+            board.push(rng.choice(list(board.legal_moves)))
+        if i % 3 == 0 and not board.is_game_over():  # shuffle a piece out and back twice
+            for _ in range(2):
+                for _ in range(4):
+                    legal = [m for m in board.legal_moves if not board.is_capture(m)]
+                    if not legal or board.is_game_over():
+                        break
+                    board.push(legal[0])
+        if not board.is_game_over():
+            boards.append(board)
+    return boards
+
+
+@pytest.mark.slow
+def test_search_on_host_boards_chooses_as_on_the_device(tiny_run: Path) -> None:
+    """A search agent against an engine plays on python-chess boards, rebuilt on the device from
+    the last irreversible move; its deterministic search must choose what the search from the
+    whole game's history chooses."""
+    spec = NetworkAgent(run=str(tiny_run), sims=8)
+    model, params, _, _ = load_network(tiny_run)
+    policy = network_policy(model, params, spec)
+    boards = _positions(12, seed=3)
+    assert len(boards) >= 8 and any(b.is_repetition(2) for b in boards)
+    full = from_boards(boards)  # replays each whole game
+    recent = from_boards(boards, recent=True, pad_to=16)
+    for name in ("board", "color", "castling", "en_passant", "halfmove", "moves", "terminated"):
+        np.testing.assert_array_equal(getattr(recent, name)[: len(boards)], getattr(full, name))
+    for i, board in enumerate(boards):  # the hashes since the last irreversible move
+        k = min(board.halfmove_clock, len(board.move_stack)) + 1
+        np.testing.assert_array_equal(recent.hashes[i, :k], full.hashes[i, :k])
+        assert not np.asarray(recent.hashes[i, k + 1 :]).any()
+    host = policy.host(boards, seed=0)
+    device = np.asarray(jax.jit(policy.device)(params, full, jax.random.key(0)))
+    np.testing.assert_array_equal(host, device)
+    for board, action in zip(boards, host, strict=True):
+        assert action_to_move(int(action), board) in board.legal_moves
+
+
+@pytest.mark.slow
+def test_search_agent_plays_stockfish_on_host_boards(tiny_run: Path, tmp_path: Path) -> None:
+    stockfish = StockfishAgent(elo=1350, movetime_ms=10, path=debian_tool("stockfish"))
+    net = NetworkAgent(run=str(tiny_run), sims=4)
+    jobs = pairing_games(net, stockfish, eco_openings(2), 4)
+    cfg = ArenaConfig(move_cap=60, batch=4)
+    log = tmp_path / "games.pgn"
+    assert run_tournament(jobs, log, cfg, use_ray=False, progress=False).played == 4
+    games = _read_games(log)
+    assert {g.headers["White"] for g in games} == {net.name, stockfish.name}
+    for game in games:
+        _check_game(game, cfg.move_cap)
 
 
 @pytest.mark.slow
