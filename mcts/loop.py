@@ -348,6 +348,7 @@ def _row(it: int, step: int, total: float, traj: Any, metrics: dict[str, float])
         "draws": float((result == 0).mean()),
         "checkmates": float((reason == REASONS.index("checkmate")).mean()),
         "adjudicated": float((reason == REASONS.index("adjudicated")).mean()),
+        "truncated": float((reason == REASONS.index("truncated")).mean()),  # drawn at the cap
         **metrics,
     }
 

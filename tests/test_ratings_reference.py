@@ -5,13 +5,16 @@ BayesElo: the golden files in tests/golden/ are the outputs of Remi Coulom's bay
 ``elo i`` lines print each rating with 6 significant digits, its ``ratings`` table rounds the
 ratings and the 95 % half-widths to integers.
 
-Ordo: Ordo 1.2.6 could not be built here (see tests/golden/README.md), so there is no Ordo golden
-file; the Ordo-compatible model is checked against Ordo's definition of its ratings instead:
+Ordo: the golden files are the outputs of Ordo v0.7-ma3-gpl2 built from source (Ordo 1.2.6 could
+not be assembled here; tests/golden/README.md says why and how), which prints ratings to one
+decimal; and the Ordo-compatible model is checked against Ordo's definition of its ratings:
 every player's expected score equals their actual score, and the pool average is 2300.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -89,6 +92,19 @@ def test_bayeselo_fitted_advantage_and_drawelo(season: int) -> None:
     assert abs(table.params["drawelo"] - drawelo) < 0.005
     ours = _by_name(table)
     assert max(abs(ours[n] - v) for n, v in reference.items()) < 0.01
+
+
+@pytest.mark.parametrize("season", SEASONS)
+def test_ordo_ratings_match_ordo(season: int) -> None:
+    """Defaults with pool average 2300 (`ordo -a 2300`): every rating equal to Ordo's printed
+    one-decimal rating after rounding (within 0.05 Elo), in its .csv and its table alike."""
+    rows = list(csv.reader(io.StringIO(_golden(f"ordo_s{season}.csv")), skipinitialspace=True))
+    reference = {row[0]: float(row[1]) for row in rows}
+    table_rows = re.findall(r"^\s+\d+ (.+?)\s+: ([0-9.]+)\s", _golden(f"ordo_s{season}.out"), re.M)
+    assert len(reference) == 8 and dict((n, float(r)) for n, r in table_rows) == reference
+    ours = _by_name(fit_ratings(_games(season), "ordo", average=2300))
+    diffs = {n: abs(ours[n] - v) for n, v in reference.items()}
+    assert max(diffs.values()) <= 0.05 + 1e-9, diffs
 
 
 @pytest.mark.parametrize("season", SEASONS)
