@@ -58,6 +58,12 @@ class SelfPlaySpec:
     actors: int = 1  # Ray self-play actors (0: single process)
     learning_rate: float = 3e-4
 
+    def __post_init__(self) -> None:
+        if self.adjudicate_margin is not None and self.adjudicate_margin < 1:
+            raise ValueError(
+                f"[selfplay] adjudicate_margin must be >= 1 pawn, got {self.adjudicate_margin}"
+            )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ArenaSpec:

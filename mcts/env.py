@@ -327,13 +327,16 @@ def from_boards(
     ``recent=False``: the root is ``board.root()`` and the whole move stack is replayed (compiles
     once per (N, longest move stack)). ``recent=True``: the root is the position before the last
     capture or pawn move (at most ``HISTORY - 1`` plies back; no earlier position can repeat),
-    replayed over a fixed width, so a caller asking every move compiles once per batch size.
+    replayed over a power-of-two width (at most 8 widths compile per batch size).
     ``pad_to`` repeats the last board up to that many rows (a fixed batch size for jit)."""
     if not boards:
         raise ValueError("from_boards needs at least one board")
     if recent:
         roots = [_recent_root(b) for b in boards]
-        width = HISTORY - 1
+        longest = max(
+            len(b.move_stack) - len(r.move_stack) for b, r in zip(boards, roots, strict=True)
+        )
+        width = min(HISTORY - 1, 1 << max(longest - 1, 0).bit_length())  # <= 8 widths compile
     else:
         roots = [b.root() for b in boards]
         width = max(len(b.move_stack) for b in boards)

@@ -75,6 +75,10 @@ class SelfPlayRunConfig:
             raise ValueError("selfplay budget_flops, train_batch and games must be positive")
         if self.replay_ratio <= 0 or self.milestones < 1 or self.resume_every < 1:
             raise ValueError("selfplay replay_ratio, milestones and resume_every must be > 0")
+        if self.adjudicate_margin is not None and self.adjudicate_margin < 1:
+            raise ValueError(
+                f"selfplay adjudicate_margin must be >= 1 pawn, got {self.adjudicate_margin}"
+            )
 
 
 @dataclasses.dataclass
@@ -97,14 +101,26 @@ def starting_point(cfg: SelfPlayRunConfig) -> Start:
 
 
 def save_start(cfg: SelfPlayRunConfig, run: Path) -> Path:
-    """The run's starting point as a run directory of its own (``config.json`` with the model,
-    one checkpoint at step 0 with the start's FLOPs), so the arena can rate where a run began.
-    Returns ``run``; an existing one is left as it is."""
+    """The run's starting point as a run directory of its own (``config.json`` with the model
+    and where the start came from, one checkpoint at step 0 with the start's FLOPs), so the
+    arena can rate where a run began. Returns ``run``; one already saved for the same start is
+    kept, one saved for another start is an error."""
+    origin: dict[str, Any] = {
+        "init_run": cfg.init_run,
+        "init_step": cfg.init_step,
+        "seed": cfg.seed,
+    }
+    if not cfg.init_run:
+        origin["model"] = to_dict(cfg.model)
     if (run / "checkpoints").exists():
+        saved = json.loads((run / "config.json").read_text()).get("start")
+        if saved != origin:
+            raise ValueError(f"{run} holds the start {saved}, not {origin}")
         return run
     start = starting_point(cfg)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "config.json", json.dumps({"model": to_dict(start.model)}))
+    config = {"model": to_dict(start.model), "start": origin}
+    atomic_write_text(run / "config.json", json.dumps(config))
     mgr = checkpoints.manager(run / "checkpoints", [])
     checkpoints.save(mgr, 0, {"params": start.params}, None, start.flops)
     mgr.close()

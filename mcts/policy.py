@@ -8,6 +8,7 @@ python-chess boards rebuilt as ``mcts.env.ChessState`` (games against engines).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,9 +72,20 @@ class NetworkPolicy:
 
 
 def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
-    """The policy of a ``NetworkAgent`` spec (sims, temperature, elo) for ``model``."""
+    """The policy of a ``NetworkAgent`` spec (sims, temperature, elo) for ``model``. The jitted
+    functions are shared by every policy of the same (model, sims, temperature, elo) in this
+    process, so a new batch of games, or another checkpoint of the same model, does not compile
+    them again."""
+    device, raw, search = _functions(model, spec.sims, spec.temperature, spec.elo)
+    return NetworkPolicy(model, params, device, spec.sims, raw, search)
+
+
+@functools.lru_cache(maxsize=64)
+def _functions(
+    model: ModelConfig, sims: int, temperature: float, elo: int | None
+) -> tuple[DevicePolicy, Any, Any]:
+    """(device policy, jitted raw policy on host arrays, jitted device policy)."""
     net = PolicyValueNet(model)
-    sims, temperature, elo = spec.sims, spec.temperature, spec.elo
 
     def raw(params: Any, obs: jax.Array, legal: jax.Array, key: jax.Array) -> jax.Array:
         policy, _ = net.apply({"params": params}, obs, elo_input(model, elo, obs.shape[0]), legal)
@@ -94,4 +106,4 @@ def network_policy(model: ModelConfig, params: Any, spec: Any) -> NetworkPolicy:
         action, _ = search_policy(net, params, states, key, cfg, elo=elo)
         return action
 
-    return NetworkPolicy(model, params, device, sims, jax.jit(raw), jax.jit(device))
+    return device, jax.jit(raw), jax.jit(device)

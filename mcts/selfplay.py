@@ -10,7 +10,8 @@ resigns if the root search value falls below ``resign_value``, except in the ``n
 of games that play on, as AlphaZero did to check that resigning was right), or by the length cap
 (``truncated``: scored a draw; ``reason`` tells the learner which games those are). With
 ``adjudicate_margin`` set, a game stopped at the cap with one side ahead by at least that many
-pawns of material is scored a win for that side (``adjudicated``), as tournaments adjudicate
+pawns of material, both before and after the last move (so not in the middle of an exchange),
+is scored a win for that side (``adjudicated``), as tournaments adjudicate
 games that are decided but unfinished: short games from a random start then still carry a value
 signal, which a draw at the cap does not.
 """
@@ -95,6 +96,7 @@ class _Carry:
     state: ChessState  # [B]
     done: jax.Array  # bool[B]
     resigned: jax.Array  # bool[B]
+    before: jax.Array  # int32[B] white's material balance before the last move played
     rows: dict[str, jax.Array]  # the [T, B, ...] buffers
 
 
@@ -169,6 +171,7 @@ def play_games(
             state=state,
             done=c.done | resign | state.terminated,
             resigned=c.resigned | resign,
+            before=jnp.where(play, _white_material(c.state), c.before),
             rows=rows,
         )
 
@@ -178,6 +181,7 @@ def play_games(
         state=start,
         done=start.terminated,
         resigned=jnp.zeros((b,), jnp.bool_),
+        before=_white_material(start),
         rows=_buffers(t_max, b),
     )
     c = jax.lax.while_loop(cond, body, init)
@@ -185,12 +189,13 @@ def play_games(
     final = c.state
     sign = jnp.where(final.color == 0, 1, -1).astype(jnp.int8)  # mover's view -> white's view
     if cfg.adjudicate_margin is None:
-        at_cap = jnp.zeros((b,), jnp.int8)  # int8[B] the mover's result at the cap
-    else:
-        ahead = jax.vmap(material)(final)  # int32[B], mover's view
-        at_cap = (jnp.sign(ahead) * (jnp.abs(ahead) >= cfg.adjudicate_margin)).astype(jnp.int8)
+        at_cap = jnp.zeros((b,), jnp.int32)  # int32[B] white's result at the cap
+    else:  # the margin must hold before and after the last move (not mid-exchange)
+        after, m = _white_material(final), cfg.adjudicate_margin
+        settled = (jnp.abs(after) >= m) & (jnp.abs(c.before) >= m)
+        at_cap = jnp.where(settled & (jnp.sign(after) == jnp.sign(c.before)), jnp.sign(after), 0)
     result = jnp.where(
-        c.resigned, -sign, jnp.where(final.terminated, final.result, at_cap) * sign
+        c.resigned, -sign, jnp.where(final.terminated, final.result * sign, at_cap)
     ).astype(jnp.int8)  # int8[B], white's view
     reason = jnp.where(
         c.resigned,
@@ -215,6 +220,11 @@ def play_games(
         resign_allowed=resign_allowed,
         plies_run=c.t,
     )
+
+
+def _white_material(state: ChessState) -> jax.Array:  # [B] -> int32[B]
+    """White's material minus black's, in pawns."""
+    return jax.vmap(material)(state) * jnp.where(state.color == 0, 1, -1)
 
 
 def network_evaluations(traj: Trajectory, cfg: SelfPlayConfig) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import chess
 import pytest
 
 DATA_DIR = Path(
@@ -127,3 +128,12 @@ def tiny_run(tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     )
     train(cfg)
     return out
+
+
+def material_balance(board: chess.Board) -> int:
+    """The side to move's material minus the opponent's, in pawns, by python-chess."""
+    values = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
+    return sum(
+        v * (len(board.pieces(p, board.turn)) - len(board.pieces(p, not board.turn)))
+        for p, v in values.items()
+    )

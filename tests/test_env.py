@@ -17,7 +17,7 @@ import pytest
 from data_pipeline.encoding import NUM_ACTIONS, action_to_move, encode_board, move_to_action
 from mcts import env
 from mcts.env import REASONS, ChessState
-from tests.test_selfplay import material_balance
+from tests.conftest import material_balance
 
 B, T = 8, env.MAX_PLIES  # random games, played to pgx's 512-ply limit at most
 FIELDS = [f for f in ChessState.__dataclass_fields__]
@@ -203,3 +203,36 @@ def test_material_is_the_movers_balance() -> None:
     expected = [material_balance(b) for b in boards]
     assert [int(x) for x in got] == expected
     assert expected[2:] == [-18, -2, 1]  # the cases are what they claim
+
+
+@pytest.mark.slow
+def test_from_boards_recent_matches_the_whole_history() -> None:
+    """``recent=True`` (the root just before the last capture or pawn move) gives the state a
+    replay of the whole game gives: after a double push, with repetitions, from a FEN with a
+    running halfmove clock; padding rows repeat the last board."""
+    double_push = chess.Board()
+    for uci in ["g1f3", "g8f6", "f3g1", "f6g8", "e2e4"]:
+        double_push.push_uci(uci)
+    repeated = chess.Board()
+    for uci in ["e2e4", "e7e5"] + ["g1f3", "b8c6", "f3g1", "c6b8"] * 2:
+        repeated.push_uci(uci)
+    from_fen = chess.Board("4k3/8/8/3r4/8/8/8/R3K2R w KQ - 37 60")
+    for uci in ["e1f1", "e8e7", "f1e1", "e7e8", "a1a2"]:
+        from_fen.push_uci(uci)
+    boards = [double_push, repeated, from_fen, chess.Board()]
+    full = env.from_boards(boards)
+    recent = env.from_boards(boards, recent=True, pad_to=8)
+    assert recent.board.shape == (8, 64)
+    for name in ("board", "color", "castling", "en_passant", "halfmove", "moves", "terminated"):
+        got, want = np.asarray(getattr(recent, name)), np.asarray(getattr(full, name))
+        np.testing.assert_array_equal(got[:4], want, err_msg=name)
+        np.testing.assert_array_equal(got[4:], np.broadcast_to(want[3], got[4:].shape))
+    for i, board in enumerate(boards):
+        # the positions since the last irreversible move (the one before it cannot recur)
+        k = min(board.halfmove_clock, len(board.move_stack)) + 1
+        np.testing.assert_array_equal(recent.hashes[i, :k], full.hashes[i, :k])
+    assert int(full.en_passant[0]) >= 0  # pgx keeps the square after e2e4
+    # python-chess sees the position after 1. e4 e5 three times; pgx's hash of the first one
+    # includes the en-passant square e6 (no capture possible), so pgx counts it twice
+    assert repeated.is_repetition(3)
+    assert (np.asarray(full.hashes[1]) == np.asarray(full.hashes[1, 0])).all(axis=1).sum() == 2

@@ -87,6 +87,9 @@ def test_continues_from_exactly_the_checkpoint(tiny_run: Path, tmp_path: Path) -
     assert saved_meta["flops"] == meta["flops"] and saved_meta["step"] == 0
     for a, b in zip(_leaves(saved_state["params"]), _leaves(state["params"]), strict=True):
         assert np.array_equal(a, b)
+    assert save_start(_cfg(tmp_path / "sp", str(tiny_run)), tmp_path / "start") == saved
+    with pytest.raises(ValueError, match="holds the start"):  # not another start's directory
+        save_start(_cfg(tmp_path / "sp"), tmp_path / "start")
     result = run_selfplay(_cfg(tmp_path / "sp", str(tiny_run)), progress=False)
     assert result["start_flops"] == meta["flops"]
     assert result["flops"] >= meta["flops"] + 1.5e9

@@ -18,6 +18,7 @@ from mcts.env import REASONS
 from mcts.search import SearchConfig
 from mcts.selfplay import SelfPlayConfig, Trajectory, network_evaluations, play_games
 from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
+from tests.conftest import material_balance
 
 TINY = NAMED_SIZES["10k"]
 # Openings of odd and even length: some games start with black to move.
@@ -114,7 +115,8 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
 @pytest.mark.slow
 def test_adjudication_at_the_cap_scores_the_material_leader(games: Trajectory) -> None:
     """The same games (same key) with adjudication: only the games stopped at the cap change,
-    each to a win for the side ahead by >= the margin by python-chess's count, or a draw."""
+    each to a win for the side ahead by >= the margin by python-chess's count before and after
+    the last move, or a draw."""
     cfg = dataclasses.replace(CFG, adjudicate_margin=2)
     play = jax.jit(play_games, static_argnames=("net", "cfg"))
     net = PolicyValueNet(TINY)
@@ -125,33 +127,28 @@ def test_adjudication_at_the_cap_scores_the_material_leader(games: Trajectory) -
     np.testing.assert_array_equal(judged.action, games.action)  # the same moves
     changed = 0
     for b, opening in enumerate(OPENINGS):
-        before, after = REASONS[int(games.reason[b])], REASONS[int(judged.reason[b])]
-        if before != "truncated":
-            assert (after, judged.result[b]) == (before, games.result[b])
+        before_reason, after_reason = REASONS[int(games.reason[b])], REASONS[int(judged.reason[b])]
+        if before_reason != "truncated":
+            assert (after_reason, judged.result[b]) == (before_reason, games.result[b])
             continue
         board = chess.Board()
         for uci in opening:
             board.push_uci(uci)
         for t in range(int(games.length[b])):
             board.push(action_to_move(int(games.action[t, b]), board))
-        ahead = material_balance(board) * (1 if board.turn else -1)  # white's view
-        expected = int(np.sign(ahead)) if abs(ahead) >= 2 else 0
+        after = material_balance(board) * (1 if board.turn else -1)  # white's view
+        last = board.pop()
+        before = material_balance(board) * (1 if board.turn else -1)
+        board.push(last)
+        settled = min(abs(after), abs(before)) >= 2 and np.sign(after) == np.sign(before)
+        expected = int(np.sign(after)) if settled else 0
         assert judged.result[b] == expected, (b, board.fen())
-        assert after == ("adjudicated" if expected else "truncated")
+        assert after_reason == ("adjudicated" if expected else "truncated")
         n = int(judged.length[b])
         white = np.where((np.arange(n) + len(opening)) % 2 == 0, 1.0, -1.0)
         np.testing.assert_array_equal(judged.outcome[:n, b], white * expected)
         changed += expected != 0
     assert changed >= 1, "no game was adjudicated: the check did not run"
-
-
-def material_balance(board: chess.Board) -> int:
-    """The side to move's material minus the opponent's, in pawns, by python-chess."""
-    values = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
-    return sum(
-        v * (len(board.pieces(p, board.turn)) - len(board.pieces(p, not board.turn)))
-        for p, v in values.items()
-    )
 
 
 def test_config_is_checked() -> None:
