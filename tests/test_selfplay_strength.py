@@ -50,4 +50,5 @@ def test_selfplay_from_scratch_beats_random_and_its_start(tmp_path: Path) -> Non
     elo = {row["name"]: (row["rating"], row["lower"], row["upper"]) for row in table.to_rows()}
     print(f"devices {jax.devices()}; Elo (random = 0) [90%]: {elo}")
     assert elo[trained.name][1] > 0, "the trained agent does not beat random at 90%"
-    assert elo[trained.name][0] > elo[start.name][0], "self-play made the agent weaker"
+    # and it is stronger than its own start with the same search (90% intervals disjoint)
+    assert elo[trained.name][1] > elo[start.name][2], "self-play did not make the agent stronger"
