@@ -11,9 +11,9 @@ of games that play on, as AlphaZero did to check that resigning was right), or b
 (``truncated``: scored a draw; ``reason`` tells the learner which games those are). With
 ``adjudicate_margin`` set, a game stopped at the cap with one side ahead by at least that many
 pawns of material, both before and after the last move (so not in the middle of an exchange),
-is scored a win for that side (``adjudicated``), as tournaments adjudicate
-games that are decided but unfinished: short games from a random start then still carry a value
-signal, which a draw at the cap does not.
+is scored a win for that side (``adjudicated``), as tournaments adjudicate games that are decided
+but unfinished: short games from a random start then still carry a value signal, which a draw at
+the cap does not.
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ class Trajectory:
     valid: jax.Array  # bool[T, B] t < length[b]
     outcome: jax.Array  # f32[T, B] the game's result from the mover's view (0 if invalid)
     length: jax.Array  # int32[B] positions searched (moves played, +1 if the game was resigned)
-    result: jax.Array  # int8[B] the result from white's view: 1, 0, -1 (truncated: 0)
-    # (adjudicated: the side ahead in material wins)
+    result: jax.Array  # int8[B] from white's view: 1, 0, -1 (truncated 0; adjudicated: the leader)
     reason: jax.Array  # int8[B] why it ended: an index into mcts.env.REASONS
     resign_allowed: jax.Array  # bool[B] whether this game could resign
     plies_run: jax.Array  # int32[] loop iterations: the batch searched this many times
