@@ -4,7 +4,8 @@ arena: agents, batched games, PGN logs, openings, schedules (``agents``, ``arena
 ``openings``, ``scheduler``, ``ladder``).
 
 Names load lazily (PEP 562): ``import mcts.games`` in an engine worker does not pull in JAX and
-pgx, which the names below need.
+pgx, which the names below need. ``mcts.search`` is the search module (its function is
+``mcts.search.search``): a package attribute cannot be both.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
         SearchConfig,
         SearchOutput,
         dense_policy,
-        search,
         search_policy,
         tree_memory,
     )
@@ -86,7 +86,6 @@ _SOURCES = {
         "SearchConfig",
         "SearchOutput",
         "dense_policy",
-        "search",
         "search_policy",
         "tree_memory",
     ),
@@ -136,7 +135,6 @@ __all__ = [
     "run_active",
     "run_selfplay",
     "run_tournament",
-    "search",
     "search_policy",
     "step",
     "tree_memory",

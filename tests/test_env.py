@@ -4,6 +4,7 @@ and game endings agree with python-chess along random games."""
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any
 
 import chess
@@ -236,3 +237,16 @@ def test_from_boards_recent_matches_the_whole_history() -> None:
     # includes the en-passant square e6 (no capture possible), so pgx counts it twice
     assert repeated.is_repetition(3)
     assert (np.asarray(full.hashes[1]) == np.asarray(full.hashes[1, 0])).all(axis=1).sum() == 2
+
+
+def test_mcts_public_surface_lists_each_lazy_name_once_and_resolves() -> None:
+    """``mcts/__init__.py`` names each public symbol in three places (type-checking imports,
+    ``_SOURCES`` for lazy loading, ``__all__``): they must agree, and each name must load."""
+    import mcts
+
+    assert len(set(mcts.__all__)) == len(mcts.__all__)
+    assert set(mcts.__all__) == set(mcts._MODULE_OF)
+    for name in mcts.__all__:
+        assert getattr(mcts, name) is getattr(importlib.import_module(mcts._MODULE_OF[name]), name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = mcts.nope  # type: ignore[attr-defined]
