@@ -60,7 +60,7 @@ def iter_chunks(
     try:
         with sources.open_source(scan.source) as stream:
             try:
-                for game in iter_raw_games(stream):
+                for game in iter_raw_games(stream, stray_text=False):  # split in the tasks
                     games.append(game)
                     if len(games) == chunk_games:
                         yield _chunk_key(source_index, chunk), games

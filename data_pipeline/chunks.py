@@ -22,7 +22,7 @@ import numpy as np
 from data_pipeline import decode
 from data_pipeline.files import atomic_write_text, file_sha256
 from data_pipeline.filters import FilterConfig, header_predicates, prefilter
-from data_pipeline.pgn import RawGame
+from data_pipeline.pgn import RawGame, split_stray
 
 SPLITS = ("train", "val", "test")
 MANIFEST_VERSION = 1
@@ -83,7 +83,8 @@ def process_chunk(
     examples: dict[str, list[list[Any]]] = collections.defaultdict(list)
     elo_hist: collections.Counter[int] = collections.Counter()
     decoded: list[decode.DecodedGame] = []
-    for game in games:
+    items = [item for game in games for item in split_stray(game)]
+    for game in items:
         reason, detail = _reject_reason(game)
         headers = game.headers()
         if reason is None:
@@ -110,7 +111,7 @@ def process_chunk(
             shards.append(_write_shard(Path(out_dir) / name / f"{key}.array_record", part, name))
     record = {
         "key": key,
-        "games": len(games),
+        "games": len(items),  # games, and stretches of text between games (never kept)
         "kept": len(decoded),
         "rejected": dict(sorted(rejected.items())),
         "rejected_examples": {k: v for k, v in sorted(examples.items())},
@@ -123,6 +124,8 @@ def process_chunk(
 
 
 def _reject_reason(game: RawGame) -> tuple[str | None, str]:
+    if game.between_games:
+        return "between_games", game.data[:60].decode("utf-8", "replace")
     if game.truncated:
         return "truncated", "the source ended inside this game"
     if game.oversized:

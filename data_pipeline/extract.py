@@ -37,6 +37,9 @@ def filter_games(
 ) -> FilterReport:
     """Writes every kept game of ``specs`` to ``out`` unchanged; returns the counts.
 
+    Text between games that belongs to none (after a termination marker, before the next tags)
+    is not written; it is counted under ``between_games``, so the output is valid PGN.
+
     Moves are replayed (legality, minimum plies) unless ``validate_moves`` is False; by default
     they are not under ``only_elo``, which is a pure header filter.
     """
@@ -66,6 +69,8 @@ def filter_games(
 def _reason(
     game: RawGame, predicates: tuple[Predicate, ...], cfg: FilterConfig, validate: bool
 ) -> str | None:
+    if game.between_games:
+        return "between_games"  # text after a game's termination marker: not written out
     if game.truncated:
         return "truncated"
     if game.oversized:

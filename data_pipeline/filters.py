@@ -30,6 +30,7 @@ _CLASSICAL_MAX = 21599
 REASONS: dict[str, str] = {
     "truncated": "the source ended inside this game (a cut-off download or archive)",
     "no_headers": "bytes with no PGN tag pairs (garbage, or movetext without headers)",
+    "between_games": "text after a game's termination marker, before the next tags (not a game)",
     "oversized": "game larger than the size limit; cut off",
     "variant": "a Variant tag other than Standard (Chess960, Three-check, ...)",
     "setup_fen": "starts from a set-up position (SetUp/FEN tags)",

@@ -11,6 +11,12 @@ corrupted byte cannot swallow the rest of a file; real comments never hold a lin
 with a tag pair. Bytes before the first header block of a stream that are not blank become a
 game without headers (rejected downstream under a reason, never silently dropped).
 
+A game ends at its main line's termination marker (``1-0``, ``0-1``, ``1/2-1/2`` or ``*`` outside
+comments and variations). Text after the marker and before the next header block that is not
+blank is not part of the game: it is split off as its own item, flagged ``between_games`` (so the
+game's bytes stay valid PGN, and the stray text is counted under its own reason, not lost). A game
+with no marker keeps everything up to the next header block (and is rejected downstream).
+
 Robustness: a UTF-8 byte-order mark at the start is skipped; CRLF line endings work; tag values
 are decoded as UTF-8 with replacement characters (the raw bytes are kept for output); a game larger
 than ``max_game_bytes`` is cut off and reported as oversized instead of growing memory.
@@ -43,6 +49,14 @@ _HEADER_BLOCK_AT_START = re.compile(_TAG_LINES)
 _TAG = re.compile(r'\[([A-Za-z0-9_]+)[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
 _ESCAPE = re.compile(r"\\(.)")
 _BOM = b"\xef\xbb\xbf"
+# Game-termination markers. _MOVETEXT_TOKEN walks a movetext left to right through what can hide a
+# marker (brace comments, possibly unterminated; ';' and '%' comment lines; variations) and the
+# markers themselves, each standing alone as a token (PGN standard 8.2.6).
+_MARKERS = (b"1-0", b"0-1", b"1/2-1/2", b"*")
+_MOVETEXT_TOKEN = re.compile(
+    rb"\{[^}]*\}?|;[^\n]*|(?<![^\n])%[^\n]*|[()]"
+    rb"|(?<![^\s)}\]])(?:1-0|0-1|1/2-1/2|\*)(?![^\s({;\[])"
+)
 
 DEFAULT_BLOCK_BYTES = 1 << 22  # 4 MiB reads: large enough to amortise Python overhead.
 DEFAULT_MAX_GAME_BYTES = 64 << 20  # the 10 MB comment fits; a runaway file does not.
@@ -52,11 +66,12 @@ DEFAULT_MAX_GAME_BYTES = 64 << 20  # the 10 MB comment fits; a runaway file does
 class RawGame:
     """One game as it appears in the source, before any move is parsed."""
 
-    index: int  # ordinal of the game in its source stream, from 0
+    index: int  # ordinal of the game in its source stream, from 0 (stray text: its game's)
     data: bytes  # the game's bytes exactly as in the source (header block to the next game)
     header_end: int  # offset in ``data`` where the movetext starts
     oversized: bool = False  # True if the game was cut at max_game_bytes
     truncated: bool = False  # True if the stream failed inside this game
+    between_games: bool = False  # not a game: text after a game's termination marker
 
     @property
     def header_bytes(self) -> bytes:
@@ -84,8 +99,13 @@ def iter_raw_games(
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     max_game_bytes: int = DEFAULT_MAX_GAME_BYTES,
+    stray_text: bool = True,
 ) -> Iterator[RawGame]:
     """Yields the games of a binary PGN stream in order, with memory bounded by the largest game.
+
+    With ``stray_text`` (the default), text after a game's termination marker is yielded as its
+    own ``between_games`` item (see ``split_stray``); without it, it stays in the game's bytes
+    for the caller to split (the build splits in its workers, to keep the driver fast).
 
     Errors raised by ``stream.read`` (a truncated archive, say) propagate after every complete
     game read so far has been yielded, and the incomplete tail, if any, as a game marked
@@ -127,7 +147,11 @@ def iter_raw_games(
                 continue
         bounds = [*starts, len(buf)] if eof else starts
         for a, b in itertools.pairwise(bounds):
-            yield _make_game(buf[a:b], index)
+            game = _make_game(buf[a:b], index)
+            if stray_text:
+                yield from split_stray(game)
+            else:
+                yield game
             index += 1
         buf = buf[bounds[-1] :]
         if len(buf) > max_game_bytes:
@@ -148,3 +172,44 @@ def _make_game(data: bytes, index: int) -> RawGame:
     m = _HEADER_BLOCK_AT_START.match(data)
     header_end = m.end() if m else 0
     return RawGame(index=index, data=data, header_end=header_end)
+
+
+def split_stray(game: RawGame) -> list[RawGame]:
+    """A game and, if text that is not blank follows its termination marker, that text as a
+    second item flagged ``between_games`` (with the game's index); else just the game."""
+    data = game.data
+    if game.header_end == 0 or game.oversized or game.truncated or game.between_games:
+        return [game]
+    end = game_end(data, game.header_end)
+    if end is None or not data[end:].strip():
+        return [game]
+    rest = data[end:]
+    blank = len(rest) - len(rest.lstrip())  # whole blank lines after the marker stay with it
+    cut = end + rest.rfind(b"\n", 0, blank) + 1
+    return [
+        dataclasses.replace(game, data=data[:cut]),
+        RawGame(index=game.index, data=data[cut:], header_end=0, between_games=True),
+    ]
+
+
+def game_end(data: bytes, start: int = 0) -> int | None:
+    """Offset just past the main line's termination marker in ``data[start:]`` (a movetext),
+    or None if it has none.
+
+    Fast path (nearly every real game): the movetext holds one marker-like substring, at its end.
+    Otherwise the movetext is walked token by token, skipping comments and variations.
+    """
+    tail = data[-64:]
+    last = tail.rstrip()
+    if last.endswith(_MARKERS) and sum(data.count(m, start) for m in _MARKERS) == 1:
+        return len(data) - len(tail) + len(last)
+    depth = 0
+    for token in _MOVETEXT_TOKEN.finditer(data, start):
+        first = token[0][:1]
+        if first == b"(":
+            depth += 1
+        elif first == b")":
+            depth = max(0, depth - 1)
+        elif first in b"01*" and depth == 0:
+            return token.end()
+    return None

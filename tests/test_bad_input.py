@@ -4,6 +4,7 @@ good games before and after each bad one kept."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -71,12 +72,12 @@ ODD_BUT_GOOD = {
 }
 
 
-def _run(tmp_path: Path, files: dict[str, bytes]) -> dict:
+def _run(tmp_path: Path, files: dict[str, bytes], cfg: BuildConfig | None = None) -> dict:
     src = tmp_path / "src"
-    src.mkdir()
+    src.mkdir(parents=True)
     for name, data in files.items():
         (src / name).write_bytes(data)
-    cfg = BuildConfig(filters=FilterConfig(cap=1500), chunk_games=3)
+    cfg = cfg or BuildConfig(filters=FilterConfig(cap=1500), chunk_games=3)
     return build(
         [str(src / n) for n in files], tmp_path / "out", cfg, use_ray=False, progress=False
     )
@@ -123,7 +124,9 @@ def test_truncated_zstd_and_flipped_bytes(tmp_path: Path) -> None:
         assert row["kept"] + sum(row["rejected"].values()) == row["games"]
     flip = rows["flipped.pgn"]
     assert flip["error"] is None
-    assert flip["games"] >= 39 and 37 <= flip["kept"] < 40  # damage stays local
+    # damage stays local: here the damaged tag lines of one game are split off as text between
+    # games (the game before them is kept, and the damaged game's other tags still hold)
+    assert flip["games"] >= 40 and 37 <= flip["kept"] <= 40 and flip["rejected"]
     assert flip["kept"] + sum(flip["rejected"].values()) == flip["games"]
     assert rows["empty.pgn"]["games"] == 0 and rows["empty.pgn"]["error"] is None
     on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -145,3 +148,67 @@ def test_folder_without_pgn_is_a_clear_error(tmp_path: Path) -> None:
             use_ray=False,
             progress=False,
         )
+
+
+# --- text between games (after a termination marker, before the next tags) --------------------
+
+ANALYSED = "lichess/lichess_db_standard_rated_2026-06.analysed500.pgn"
+STRAY_TEXTS = (
+    b"this line is not PGN\n\n",
+    b"\xff\xfe\x00 binary bytes \x01\x02\n",
+    b"1. d4 d5 2. c4 0-1\n\n",  # movetext without headers
+    b"{ a comment after the game } ; and a line comment\n\n",
+)
+
+
+def _with_stray_text(original: bytes) -> tuple[bytes, int]:
+    """The real file with stray text after every 50th game (one on the marker's own line)."""
+    from data_pipeline.pgn import iter_raw_games
+
+    parts, n = [], 0
+    for game in iter_raw_games(io.BytesIO(original)):
+        if game.index % 50 == 7:
+            stray = STRAY_TEXTS[n % len(STRAY_TEXTS)]
+            if n % 5 == 4:  # on the marker's line: "1-0 junk"
+                parts.append(game.data.rstrip() + b" " + stray)
+            else:
+                parts.append(game.data + stray)
+            n += 1
+        else:
+            parts.append(game.data)
+    return b"".join(parts), n
+
+
+def test_filter_drops_text_between_games_and_counts_it(tmp_path: Path) -> None:
+    import chess.pgn
+
+    from data_pipeline.extract import filter_games
+
+    original = data_file(ANALYSED).read_bytes()
+    dirty, n_stray = _with_stray_text(original)
+    src = tmp_path / "dirty.pgn"
+    src.write_bytes(dirty)
+    out = io.BytesIO()
+    report = filter_games([str(src)], out, FilterConfig(cap=3000, only_elo=True))
+    assert report.kept == 500  # every game kept
+    assert report.rejected == {"between_games": n_stray} and n_stray >= 10
+    assert out.getvalue() == original  # kept games unchanged, the stray text gone
+    handle = io.StringIO(out.getvalue().decode("utf-8"))
+    read = 0
+    while (game := chess.pgn.read_game(handle)) is not None:
+        assert game.errors == [], (read, game.errors)
+        read += 1
+    assert read == 500
+
+
+def test_build_counts_text_between_games_and_keeps_the_games(tmp_path: Path) -> None:
+    original = data_file(ANALYSED).read_bytes()
+    dirty, n_stray = _with_stray_text(original)
+    cfg = BuildConfig(filters=FilterConfig(cap=1800), chunk_games=100)
+    clean = _run(tmp_path / "clean", {"clean.pgn": original}, cfg)
+    stray = _run(tmp_path / "stray", {"dirty.pgn": dirty}, cfg)
+    assert stray["rejected"].pop("between_games") == n_stray
+    assert stray["reasons"].pop("between_games").startswith("text after a game's termination")
+    assert stray["kept"] == clean["kept"] and stray["rejected"] == clean["rejected"]
+    assert stray["positions"] == clean["positions"]  # the same games, ids and splits
+    assert stray["games"] == clean["games"] + n_stray

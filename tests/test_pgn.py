@@ -159,3 +159,42 @@ def test_config_errors_are_clear() -> None:
         FilterConfig(time_controls=frozenset({"hyperbullet"}))
     with pytest.raises(ValueError, match="date_from"):
         FilterConfig(date_from="2021-10-01")
+
+
+# --- text between games ------------------------------------------------------------------------
+
+STRAY = {
+    "same_line": (b"1-0\n\n", b"1-0 this is not PGN\n\n"),
+    "own_lines": (b"1-0\n\n", b"1-0\n\nexported by some tool\n\xff\xfe binary \x01\n\n"),
+    "headerless_game": (b"1-0\n\n", b"1-0\n\n1. d4 d5 2. c4 0-1\n\n"),
+    "after_comment": (b"1-0\n\n", b"1-0 { a comment after the result }\n\n"),
+}
+
+
+@pytest.mark.parametrize("kind", STRAY)
+def test_text_after_the_termination_marker_is_split_off(kind: str) -> None:
+    old, new = STRAY[kind]
+    dirty = GAME.replace(old, new)
+    games = _games(dirty + GAME)
+    assert [g.between_games for g in games] == [False, True, False]
+    assert [g.index for g in games] == [0, 0, 1]  # stray text is no game: it takes no ordinal
+    assert games[0].data.rstrip() == GAME.rstrip()  # the game itself, byte for byte
+    assert b"".join(g.data for g in games) == dirty + GAME  # nothing lost
+    unsplit = _games(dirty + GAME, stray_text=False)
+    assert [g.data for g in unsplit] == [dirty, GAME]
+
+
+def test_markers_in_comments_and_variations_do_not_end_a_game() -> None:
+    movetext = (
+        b"1. e4 { 1-0 would be early } 1... e5 (1... c5 2. Nf3 0-1) 2. Qh5 ; * not yet\n"
+        b"%escaped 1/2-1/2\n2... Nc6 3. Bc4 Nf6 4. Qxf7# 1-0\n\n"
+    )
+    game = GAME.replace(GAME[GAME.index(b"1. e4") :], movetext)
+    games = _games(game + GAME)
+    assert [g.data for g in games] == [game, GAME]
+    assert not any(g.between_games for g in games)
+
+
+def test_a_game_without_marker_keeps_its_bytes() -> None:
+    cut = GAME.replace(b" 1-0\n\n", b"\n\nmore text\n\n")
+    assert [g.data for g in _games(cut + GAME)] == [cut, GAME]
