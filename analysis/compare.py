@@ -177,7 +177,7 @@ def switch_compute(study: pd.DataFrame, cap: int) -> float | None:
     sp = study[(study["regime"].to_numpy() == "selfplay_cap") & (caps == float(cap))]
     if sp.empty:
         return None
-    flops_of = dict(zip(study["agent"], study["flops"], strict=True))
+    flops_of = dict(zip(study["checkpoint"], study["flops"], strict=True))  # any sims: same
     starts = []
     for _, run in sp.groupby("run_id"):
         parents = [p for p in run["parent"] if p in flops_of]

@@ -4,27 +4,18 @@ The study runner writes these files in the study's work directory; the analysis 
 (``write_checkpoints`` exists so that scripts and tests write the same format):
 
 ``<workdir>/registry/checkpoints.csv``
-    One row per evaluated checkpoint. Columns (header required, order free, extra columns kept):
-
-    ========  =====================================================================
-    agent     the arena name of the checkpoint, e.g. ``sup-<run_id>@<step>`` (an opaque key,
-              unique)
-    run_id    the run the checkpoint belongs to (one run = one learning curve)
-    regime    ``supervised``, ``selfplay_cap`` (self-play continued from a capped supervised
-              checkpoint) or ``selfplay_scratch`` (self-play from a random initialisation)
-    cap       the Elo cap of the data (integer); empty for ``selfplay_scratch``
-    size      the named model size, e.g. ``30k``
-    params    number of parameters (integer)
-    step      the training step of the checkpoint (integer)
-    flops     cumulative FLOPs (float); self-play continues the counter of its parent
-    parent    the agent a self-play run continued from; empty otherwise
-    ========  =====================================================================
+    One row per rated agent, the columns of ``elocap.workdir.CheckpointRow`` (the one
+    definition of the schema): ``agent`` (the arena's name of the player, unique),
+    ``checkpoint`` (``<run id>@<step>``, its one identity), ``sims`` (the arena's simulations
+    per move), ``run_id``, ``regime`` (``supervised``, ``selfplay_cap``, ``selfplay_scratch``),
+    ``cap`` (empty for self-play from scratch), ``size``, ``params``, ``step``, ``flops``
+    (cumulative; self-play continues its parent's counter) and ``parent`` (the checkpoint a
+    self-play run continued from).
 
 ``<workdir>/ratings/ratings.csv``
-    ``name,rating,lower,upper,games,score``: one row per rated player (checkpoints by their
-    ``agent`` name, and anchors such as ``random`` or ``stockfish-1350``), as
-    ``analysis.ratings.RatingTable.write_csv`` writes it. ``lower``/``upper`` bound a
-    confidence interval of level ``level`` (0.90, the ratings stage's default, unless told).
+    ``elocap.workdir.RatingRow``: ``name,rating,lower,upper,games,score``, one row per rated
+    player (checkpoints by their ``agent`` name, and anchors such as ``random``);
+    ``lower``/``upper`` bound an interval of level ``level`` (0.90 unless told).
 
 ``<workdir>/arena/*.pgn``
     Every arena game (the bootstrap over games reads them).
@@ -45,124 +36,56 @@ rating intervals when the games are not at hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from data_pipeline.files import atomic_write_text
+from elocap import workdir as wdm
 
-REGIMES: tuple[str, ...] = ("supervised", "selfplay_cap", "selfplay_scratch")
-CHECKPOINT_COLUMNS: tuple[str, ...] = (
-    "agent",
-    "run_id",
-    "regime",
-    "cap",
-    "size",
-    "params",
-    "step",
-    "flops",
-    "parent",
-)
-RATING_COLUMNS: tuple[str, ...] = ("name", "rating", "lower", "upper", "games", "score")
+CHECKPOINT_COLUMNS: tuple[str, ...] = wdm.columns(wdm.CheckpointRow)
+RATING_COLUMNS: tuple[str, ...] = wdm.columns(wdm.RatingRow)
 
 
-def checkpoints_path(workdir: Path) -> Path:
-    return Path(workdir) / "registry" / "checkpoints.csv"
+def checkpoints_path(root: Path) -> Path:
+    return wdm.Workdir(root=Path(root)).checkpoints_csv
 
 
-def ratings_path(workdir: Path) -> Path:
-    return Path(workdir) / "ratings" / "ratings.csv"
+def ratings_path(root: Path) -> Path:
+    return wdm.Workdir(root=Path(root)).ratings_csv
 
 
-def arena_games(workdir: Path) -> list[Path]:
+def arena_games(root: Path) -> list[Path]:
     """The arena's PGN files, sorted by name."""
-    return sorted((Path(workdir) / "arena").glob("*.pgn"))
+    return sorted(wdm.Workdir(root=Path(root)).arena_dir.glob("*.pgn"))
 
 
-def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise OSError(f"{what} not found: {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a readable CSV file ({e})") from e
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+def _frame(rows: Sequence[Any], cls: type[Any]) -> pd.DataFrame:
+    columns = wdm.columns(cls)
+    return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=list(columns))
+
+
+def load_checkpoints(root: Path) -> pd.DataFrame:
+    """``checkpoints.csv``, typed (``cap``, ``params``, ``step`` and ``sims`` as nullable
+    Int64); rows are validated by ``elocap.wdm.CheckpointRow``."""
+    frame = _frame(wdm.read_checkpoints(checkpoints_path(root)), wdm.CheckpointRow)
+    for column in ("cap", "params", "step", "sims"):
+        frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
+    frame["flops"] = frame["flops"].astype(float)
     return frame
 
 
-def _numbers(
-    frame: pd.DataFrame, column: str, path: Path, *, integer: bool, empty_ok: bool
-) -> pd.Series:
-    """The column as floats (NaN for empty cells where allowed); a clear error on bad cells."""
-    text = frame[column].str.strip()
-    values = pd.to_numeric(text.where(text != ""), errors="coerce")
-    bad = values.isna() & ((text != "") | (not empty_ok))
-    if integer:
-        bad |= values.notna() & (values != np.round(values))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"{path}: row {row + 2}, column {column}: "
-            f"{'an integer' if integer else 'a number'} expected, got {text.iloc[row]!r}"
-        )
-    return values.astype(float)
-
-
-def load_checkpoints(workdir: Path) -> pd.DataFrame:
-    """``checkpoints.csv``, typed (``cap``, ``params`` and ``step`` as nullable Int64)."""
-    path = checkpoints_path(workdir)
-    frame = _read_csv(path, CHECKPOINT_COLUMNS, "checkpoint registry")
-    for column in ("agent", "run_id", "regime", "size", "parent"):
-        frame[column] = frame[column].str.strip()
-    bad_regime = ~frame["regime"].isin(REGIMES)
-    if bad_regime.any():
-        row = int(np.flatnonzero(bad_regime.to_numpy())[0])
-        raise ValueError(
-            f"{path}: row {row + 2}: regime {frame['regime'].iloc[row]!r} is not one of "
-            f"{', '.join(REGIMES)}"
-        )
-    empty = (frame["agent"] == "") | (frame["run_id"] == "")
-    if empty.any():
-        raise ValueError(f"{path}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}: empty key")
-    duplicated = frame["agent"].duplicated()
-    if duplicated.any():
-        name = frame["agent"][duplicated].iloc[0]
-        raise ValueError(f"{path}: agent {name!r} appears more than once")
-    for column, integer, empty_ok in (
-        ("cap", True, True),
-        ("params", True, False),
-        ("step", True, False),
-        ("flops", False, False),
-    ):
-        values = _numbers(frame, column, path, integer=integer, empty_ok=empty_ok)
-        frame[column] = values.astype("Int64") if integer else values
-    capped = frame["regime"] != "selfplay_scratch"
-    if frame["cap"][capped].isna().any():
-        raise ValueError(f"{path}: every supervised and selfplay_cap row needs a cap")
-    if (frame["flops"] <= 0).any() or (frame["params"] <= 0).any():
-        raise ValueError(f"{path}: flops and params must be positive")
-    return frame
-
-
-def load_ratings(workdir: Path, *, level: float = 0.90) -> pd.DataFrame:
+def load_ratings(root: Path, *, level: float = 0.90) -> pd.DataFrame:
     """``ratings.csv``: name, rating, lower, upper, games, score (floats), and ``se``: the
     interval's half width over the normal quantile of ``level``."""
-    path = ratings_path(workdir)
-    frame = _read_csv(path, RATING_COLUMNS, "ratings table")
-    frame["name"] = frame["name"].str.strip()
+    frame = _frame(wdm.read_ratings(ratings_path(root)), wdm.RatingRow)
     for column in RATING_COLUMNS[1:]:
-        frame[column] = _numbers(frame, column, path, integer=False, empty_ok=False)
-    if frame["name"].duplicated().any():
-        raise ValueError(
-            f"{path}: player {frame['name'][frame['name'].duplicated()].iloc[0]!r} "
-            "appears more than once"
-        )
+        frame[column] = frame[column].astype(float)
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must lie in (0, 1), got {level}")
     z = float(stats.norm.ppf(0.5 + level / 2))
@@ -185,24 +108,39 @@ def load_study(workdir: Path, *, level: float = 0.90) -> pd.DataFrame:
     return out
 
 
-def write_checkpoints(workdir: Path, frame: pd.DataFrame) -> Path:
-    """Writes ``frame``'s registry columns as ``checkpoints.csv``, atomically."""
-    missing = [c for c in CHECKPOINT_COLUMNS if c not in frame.columns]
+def _rows(frame: pd.DataFrame, cls: type[Any]) -> list[Any]:
+    columns = wdm.columns(cls)
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
-    path = checkpoints_path(workdir)
-    text = frame.loc[:, list(CHECKPOINT_COLUMNS)].to_csv(index=False, float_format="%.9g")
-    atomic_write_text(path, text)
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    out = []
+    for record in frame.loc[:, list(columns)].to_dict("records"):
+        values = {}
+        for c, v in record.items():
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v == "":
+                values[c] = None if "None" in str(hints[c]) else v
+            elif "int" in str(hints[c]):
+                values[c] = int(v)
+            elif "float" in str(hints[c]):
+                values[c] = float(v)
+            else:
+                values[c] = str(v)
+        out.append(cls(**values))
+    return out
+
+
+def write_checkpoints(root: Path, frame: pd.DataFrame) -> Path:
+    """Writes ``frame``'s registry columns as ``checkpoints.csv``, atomically."""
+    path = checkpoints_path(root)
+    wdm.write_checkpoints(path, _rows(frame, wdm.CheckpointRow))
     return path
 
 
-def write_ratings(workdir: Path, frame: pd.DataFrame) -> Path:
+def write_ratings(root: Path, frame: pd.DataFrame) -> Path:
     """Writes ``frame``'s rating columns as ``ratings.csv``, atomically."""
-    missing = [c for c in RATING_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"missing column(s) {', '.join(missing)}")
-    path = ratings_path(workdir)
-    atomic_write_text(path, frame.loc[:, list(RATING_COLUMNS)].to_csv(index=False))
+    path = ratings_path(root)
+    wdm.write_ratings(path, _rows(frame, wdm.RatingRow))
     return path
 
 
@@ -210,7 +148,7 @@ def load_metrics(workdir: Path, run_ids: Sequence[str] | None = None) -> pd.Data
     """The ``metrics.jsonl`` rows of the given runs (default: every run with one), with a
     ``run_id`` column; lines cut short by a kill are skipped. Columns: run_id, split, step,
     flops, loss and whatever else the runs logged."""
-    runs_dir = Path(workdir) / "runs"
+    runs_dir = wdm.Workdir(root=Path(workdir)).runs_dir
     if run_ids is None:
         paths = sorted(runs_dir.glob("*/metrics.jsonl"))
     else:
@@ -255,7 +193,7 @@ def replicates_from_games(
     paths = arena_games(workdir)
     if not paths:
         raise OSError(
-            f"no arena games in {Path(workdir) / 'arena'} to bootstrap over "
+            f"no arena games in {wdm.Workdir(root=Path(workdir)).arena_dir} to bootstrap over "
             "(use the replicates from the rating intervals instead)"
         )
     games, _ = read_pgn_results(paths)

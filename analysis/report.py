@@ -34,7 +34,8 @@ from analysis.registry import (
     replicates_from_games,
     replicates_from_intervals,
 )
-from data_pipeline.files import atomic_write_text
+from elocap.files import atomic_write_text
+from elocap.workdir import Workdir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,7 +207,7 @@ def write_report(
     """Fits the study and writes the report; returns the path of ``index.html``."""
     cfg = config or ReportConfig()
     workdir = Path(workdir)
-    out = Path(out_dir) if out_dir is not None else workdir / "report"
+    out = Path(out_dir) if out_dir is not None else Workdir(root=Path(workdir)).report_dir
     analysis = run_analysis(workdir, cfg)
     metrics = load_metrics(workdir, sorted(set(analysis.study["run_id"])))
     figures = write_figures(analysis, metrics, out)

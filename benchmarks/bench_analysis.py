@@ -86,6 +86,8 @@ def synthetic_registry(root: Path, n: int, seed: int = 0) -> int:
         elo.extend(200 * (x - 12.0))
     columns = ["agent", "run_id", "regime", "cap", "size", "params", "step", "flops", "parent"]
     frame = pd.DataFrame(rows, columns=columns)
+    frame.insert(1, "checkpoint", frame["agent"])
+    frame.insert(2, "sims", 0)
     write_checkpoints(root, frame)
     se = rng.uniform(15, 40, len(frame))
     rating = np.asarray(elo) + se * rng.standard_normal(len(frame))

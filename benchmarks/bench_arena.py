@@ -25,6 +25,7 @@ from pathlib import Path
 import jax
 from _common import machine, median, run_in_scratch, runs, table
 
+from elocap.execution import RayExecutor
 from mcts.agents import NetworkAgent, StockfishAgent
 from mcts.arena import ArenaConfig, GameJob, _play_on_device, _play_on_host, run_tournament
 from mcts.games import GameRecord
@@ -106,7 +107,7 @@ def bench_engines(tmp: Path, games: int, repeat: int) -> None:
             jobs = round_robin([net, sf], eco_openings(), games)
             log = tmp / f"engine-{r}-{workers}.pgn"
             cfg = ArenaConfig(move_cap=200, batch=8, workers=workers, seed=r)
-            report = run_tournament(jobs, log, cfg, use_ray=True, progress=False)
+            report = run_tournament(jobs, log, cfg, RayExecutor(), progress=False)
             per_workers[workers].append(report.played / report.seconds * 60)
     ray.shutdown()
     print(f"\n### Engine games ({net.name} vs {sf.name}), {games} games per run (games/min)\n")

@@ -29,7 +29,8 @@ from _common import machine, run_in_scratch, table
 
 from analysis.rating_io import Games, read_pgn_results
 from analysis.ratings import fit_ratings
-from mcts.agents import AgentSpec, NetworkAgent, RandomAgent
+from elocap.execution import InlineExecutor
+from mcts.agents import AgentSpec, NetworkAgent, RandomAgent, agent_flops
 from mcts.arena import ArenaConfig, run_tournament
 from mcts.loop import SelfPlayRunConfig, run_selfplay, save_start
 from mcts.openings import eco_openings
@@ -92,7 +93,7 @@ def main(root: Path) -> None:
     log = root / "arena.pgn"
     arena = ArenaConfig(move_cap=args.move_cap, batch=args.eval_games, seed=cfg.seed)
     t1 = time.perf_counter()
-    report = run_tournament(jobs, log, arena, use_ray=False, progress=False)
+    report = run_tournament(jobs, log, arena, InlineExecutor(), progress=False)
     print(f"arena: {report.played} games played in {(time.perf_counter() - t1) / 60:.1f} min")
     games, rejected = read_pgn_results([log])
     if rejected:
@@ -108,7 +109,7 @@ def main(root: Path) -> None:
         rows.append(
             [
                 agent.name,
-                f"{agent.flops:.3g}",
+                f"{agent_flops(agent):.3g}",
                 f"+{wins} ={draws} -{losses}",
                 f"{points:g}/{n} = {p:.2f} [{lo:.2f}, {hi:.2f}]",
                 f"{ratings.rating[i]:+.0f} [{ratings.lower[i]:+.0f}, {ratings.upper[i]:+.0f}]",

@@ -113,18 +113,20 @@ def _train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(a: argparse.Namespace) -> int:
+def _sweep_run(a: argparse.Namespace) -> int:
+    from jobs.entry import executor
     from scaling.sweep import format_status, load_sweep_config, run_sweep, status_rows
 
-    words = a.words
-    if len(words) == 2 and words[0] == "status":
-        print(format_status(status_rows(load_sweep_config(Path(words[1])))))
-        return 0
-    if len(words) != 1:
-        raise ValueError("usage: elocap sweep CONFIG | elocap sweep status CONFIG")
-    sweep = load_sweep_config(Path(words[0]))
-    run_sweep(sweep)
+    sweep = load_sweep_config(a.config)  # validated before Ray starts
+    run_sweep(sweep, executor(a.no_ray))
     print(format_status(status_rows(sweep)))
+    return 0
+
+
+def _sweep_status(a: argparse.Namespace) -> int:
+    from scaling.sweep import format_status, load_sweep_config, status_rows
+
+    print(format_status(status_rows(load_sweep_config(a.config))))
     return 0
 
 
@@ -184,9 +186,15 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="one supervised run from a TOML TrainConfig")
     t.add_argument("config", type=Path)
     t.set_defaults(func=_train)
-    w = sub.add_parser("sweep", help="run a sweep (caps x sizes x budgets) on Ray, or its status")
-    w.add_argument("words", nargs="+", metavar="[status] CONFIG")
-    w.set_defaults(func=_sweep)
+    w = sub.add_parser("sweep", help="a sweep (caps x sizes x budgets) on Ray, or its status")
+    wsub = w.add_subparsers(dest="sweep_command", required=True)
+    wr = wsub.add_parser("run", help="run every unfinished run of a sweep TOML (SweepJob)")
+    wr.add_argument("config", type=Path)
+    wr.add_argument("--no-ray", action="store_true", help="one trial after the other, here")
+    wr.set_defaults(func=_sweep_run)
+    ws = wsub.add_parser("status", help="one line per run: state, progress, FLOPs, loss")
+    ws.add_argument("config", type=Path)
+    ws.set_defaults(func=_sweep_status)
     z = sub.add_parser("sizes", help="the named model sizes with parameters and FLOPs")
     z.set_defaults(func=_sizes)
     for module in _COMMAND_MODULES:

@@ -40,16 +40,20 @@ def register(sub: Any) -> None:
         "--target-width", type=float, help="adaptive mode: play until every 90%% interval is this"
     )
     p.add_argument("--max-rounds", type=int, default=10, help="adaptive mode: at most this many")
+    p.add_argument(
+        "--neighbours", type=int, default=2, help="adaptive mode: nearest agents each plays"
+    )
     p.set_defaults(func=_arena)
 
 
 def _arena(a: argparse.Namespace) -> int:
+    from jobs.entry import executor
     from mcts.agents import parse_agent
     from mcts.arena import ArenaConfig, run_tournament
     from mcts.openings import eco_openings, openings_from_split
-    from mcts.scheduler import round_robin, run_active
+    from mcts.scheduler import ScheduleConfig, round_robin, run_active
 
-    agents = [parse_agent(s) for s in a.agent]
+    agents = [parse_agent(s).resolve() for s in a.agent]
     if a.openings == "eco":
         openings = eco_openings(a.opening_count)
     else:
@@ -61,7 +65,7 @@ def _arena(a: argparse.Namespace) -> int:
         if a.anchor:
             raise ValueError("--anchor needs --target-width (adaptive mode)")
         report = run_tournament(
-            round_robin(agents, openings, a.games_per_pair), a.out, cfg, use_ray=not a.no_ray
+            round_robin(agents, openings, a.games_per_pair), a.out, cfg, executor(a.no_ray)
         )
         print(f"played {report.played}, already in {a.out}: {report.skipped}")
         return 0
@@ -70,7 +74,7 @@ def _arena(a: argparse.Namespace) -> int:
         spec, eq, elo = item.rpartition("=")
         if not eq:
             raise ValueError(f"--anchor takes AGENT=ELO, got {item!r}")
-        agent = parse_agent(spec)
+        agent = parse_agent(spec).resolve()
         anchors.append(agent)
         elos[agent.name] = float(elo)
     reports = run_active(
@@ -79,10 +83,14 @@ def _arena(a: argparse.Namespace) -> int:
         openings,
         a.out,
         cfg,
-        target_width=a.target_width,
-        max_rounds=a.max_rounds,
+        ScheduleConfig(
+            target_width=a.target_width,
+            max_rounds=a.max_rounds,
+            neighbours=a.neighbours,
+            games_per_pair=a.games_per_pair,
+        ),
+        executor(a.no_ray),
         anchor_elos=elos,
-        use_ray=not a.no_ray,
     )
     print(f"rounds {len(reports)}, games played {sum(r.played for r in reports)}")
     return 0

@@ -25,6 +25,11 @@ def load_selfplay_config(path: Path) -> Any:
 def _selfplay(a: argparse.Namespace) -> int:
     from mcts.loop import run_selfplay
 
-    result = run_selfplay(load_selfplay_config(a.config), progress=not a.no_progress)
+    cfg = load_selfplay_config(a.config)  # validated before Ray starts
+    if cfg.actors > 0:  # Ray-mode self-play: this entry point starts or joins the cluster
+        from jobs.entry import executor
+
+        executor()
+    result = run_selfplay(cfg, progress=not a.no_progress)
     print(json.dumps(result, indent=1))
     return 0

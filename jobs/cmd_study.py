@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
 
 
 def _run(a: argparse.Namespace) -> int:
+    from elocap.workdir import Workdir
     from jobs.study import run_study
     from jobs.study_config import load_study_config
 
@@ -28,5 +29,5 @@ def _run(a: argparse.Namespace) -> int:
     rows = run_study(cfg, workdir)
     ran = [r["stage"] for r in rows if r["status"] == "ran"]
     print(f"study {cfg.name} in {workdir}: ran {', '.join(ran) or 'nothing (all done)'}")
-    print(f"report: {workdir.absolute() / 'report' / 'index.html'}")
+    print(f"report: {Workdir(root=workdir.absolute()).report_dir / 'index.html'}")
     return 0

@@ -3,36 +3,28 @@ report. Every stage skips work whose results exist: a stage whose inputs (its pa
 and the fingerprints of the stages before it) are unchanged since it last finished is not run
 again, and inside a stage the sweep skips finished runs and the arena games already played.
 
-Workdir layout (the run registry of contract 4, read by ``analysis.registry``):
-    study.json                 the resolved config
-    corpus/ladder.pgn          the synthetic corpus (source "ladder")
-    data/cap<C>/               data builds, one per cap
-    runs/<run>/                supervised and self-play runs (config.json, metrics.jsonl, ckpts)
-    arena/<phase>.pgn          the games of each arena phase
-    ratings/ratings.csv        Elo with intervals, every agent of every phase
-    registry/checkpoints.csv   one row per evaluated checkpoint (run, regime, cap, size, FLOPs)
-    report/index.html          figures and fitted parameters
-    stages/<stage>.json        what each finished stage was run with
+The workdir's layout and registry belong to ``elocap.workdir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.files import atomic_write_text
+from elocap.execution import Executor
+from elocap.files import atomic_write_json
+from elocap.workdir import StageRecord, Workdir, read_stage, write_stage
 from jobs import study_stages as stages
 from jobs.study_config import StudyConfig
-from scaling.config import to_dict
+from scaling.config import config_hash, to_dict
 
+StageFn = Callable[[StudyConfig, Workdir, Executor], dict[str, Any]]
 # (name, the config sections it depends on, the function that runs it)
-Stage = tuple[str, tuple[str, ...], Callable[[StudyConfig, Path], dict[str, Any]]]
-STAGES: tuple[Stage, ...] = (
+STAGES: tuple[tuple[str, tuple[str, ...], StageFn], ...] = (
     ("data", ("data",), stages.data),
     ("supervised", ("supervised",), stages.supervised),
     ("arena-supervised", ("arena",), stages.arena_supervised),
@@ -44,33 +36,47 @@ STAGES: tuple[Stage, ...] = (
 
 
 def _fingerprint(cfg: StudyConfig, sections: tuple[str, ...], upstream: str) -> str:
-    data = {s: to_dict(getattr(cfg, s)) for s in sections}
-    text = json.dumps([data, upstream], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return config_hash([{s: to_dict(getattr(cfg, s)) for s in sections}, upstream], 16)
 
 
-def run_study(cfg: StudyConfig, workdir: Path, *, log: Callable[[str], None] = print) -> list[dict]:
+def run_study(
+    cfg: StudyConfig,
+    workdir: Path,
+    executor: Executor | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Runs (or finishes) the study in ``workdir``; returns one row per stage: name, status
-    ("ran" or "skipped"), seconds and the stage's summary."""
-    workdir = workdir.absolute()
-    (workdir / "stages").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "study.json", json.dumps(to_dict(cfg), indent=1, default=str))
+    ("ran" or "skipped"), seconds and the stage's summary. Without an executor, Ray is started
+    (or joined, with $RAY_ADDRESS) here, once, for every stage."""
+    wd = Workdir(root=Path(workdir).absolute())
+    records = [read_stage(wd, name) for name, _, _ in STAGES]  # a damaged record: an error now
+    if executor is None:
+        from jobs.entry import executor as make_executor
+
+        executor = make_executor(log_dir=wd.logs_dir)
+    atomic_write_json(wd.study_json, to_dict(cfg))
     rows, upstream = [], ""
-    for i, (name, sections, fn) in enumerate(STAGES, 1):
-        marker = workdir / "stages" / f"{name}.json"
+    for i, ((name, sections, fn), done) in enumerate(zip(STAGES, records, strict=True), 1):
         fingerprint = _fingerprint(cfg, sections, upstream)
-        done = json.loads(marker.read_text()) if marker.exists() else None
         header = f"[{i}/{len(STAGES)}] {name}"
-        if done is not None and done["fingerprint"] == fingerprint:
+        if done is not None and done.fingerprint == fingerprint:
             log(f"{header}: done before, skipped")
-            rows.append({"stage": name, "status": "skipped", "seconds": 0.0, **done["summary"]})
+            rows.append({"stage": name, "status": "skipped", "seconds": 0.0, **done.summary})
         else:
             log(f"{header}: running")
             start = time.perf_counter()
-            summary = fn(cfg, workdir)
+            summary = fn(cfg, wd, executor)
             seconds = time.perf_counter() - start
-            record = {"fingerprint": fingerprint, "seconds": seconds, "summary": summary}
-            atomic_write_text(marker, json.dumps(record, indent=1, default=str))
+            write_stage(
+                wd,
+                StageRecord(
+                    stage=name,
+                    fingerprint=fingerprint,
+                    seconds=seconds,
+                    summary=json.loads(json.dumps(summary, default=str)),
+                ),
+            )
             log(f"{header}: finished in {seconds:.1f} s {_brief(summary)}")
             rows.append({"stage": name, "status": "ran", "seconds": seconds, **summary})
         upstream = fingerprint

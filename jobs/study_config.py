@@ -1,7 +1,11 @@
-"""A study's configuration: typed, frozen, nested by stage, loaded from a TOML file.
+"""A study's configuration: the stage configs nested as they are, loaded from a TOML file.
 
-``jobs/studies/tiny.toml`` is the embedded default; real studies change values, not code.
-Every table is optional: its defaults are the tiny study's.
+Each table holds one stage's own config class, unchanged, so every knob a stage has can be set
+from a study (``[supervised]`` is a ``scaling.sweep.SweepConfig``, ``[selfplay.run]`` a
+``mcts.loop.SelfPlayRunConfig``, ``[arena.games]`` a ``mcts.arena.ArenaConfig``, ...). The
+study runner derives every path and every field that links the stages (which checkpoint a
+self-play run continues, the cap of each build); a study that sets one of those is an error
+naming the key. Defaults are the tiny study's (``jobs/studies/tiny.toml``).
 """
 
 from __future__ import annotations
@@ -9,93 +13,117 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from analysis.report import ReportConfig
+from data_pipeline.build import BuildConfig
+from mcts.arena import ArenaConfig
 from mcts.ladder import LadderConfig
+from mcts.loop import SelfPlayRunConfig
+from mcts.scheduler import ScheduleConfig
+from mcts.search import SearchConfig
 from scaling.config import OptimConfig, load_toml
+from scaling.sweep import SweepConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DataSpec:
+class DataStage:
     sources: tuple[str, ...] = ("ladder",)  # "ladder" (synthetic, offline), paths, lichess:YYYY-MM
     caps: tuple[int, ...] = (1800,)  # Elo caps: one data build and one sweep per cap
     ladder: LadderConfig = dataclasses.field(default_factory=LadderConfig)
-    chunk_games: int = 2000  # games per build task and shard
-    val_fraction: float = 0.05
-    test_fraction: float = 0.05
+    build: BuildConfig = dataclasses.field(default_factory=BuildConfig)  # cap: from `caps`
     cache_dir: str = ""  # download cache for lichess:YYYY-MM ("": $ELOCAP_CACHE or <workdir>/cache)
 
     def __post_init__(self) -> None:
         if not self.sources or not self.caps:
             raise ValueError("[data] needs at least one source and one cap")
+        if self.build.filters.cap is not None:
+            raise ValueError("data.build.filters.cap is set from data.caps; list caps there")
+        if len(set(self.caps)) != len(self.caps) or any(c < 1 for c in self.caps):
+            raise ValueError(f"data.caps must be distinct positive Elo values, got {self.caps}")
+
+
+def _tiny_selfplay() -> SelfPlayRunConfig:
+    return SelfPlayRunConfig(
+        out_dir="",
+        search=SearchConfig(kind="gumbel", num_simulations=8),
+        games=16,
+        max_plies=120,
+        adjudicate_margin=3,
+        train_batch=64,
+        milestones=4,
+        actors=1,
+        budget_flops=3e11,
+        optim=OptimConfig(learning_rate=3e-4, warmup_steps=10),
+    )
+
+
+# Fields of SelfPlayRunConfig that the runner sets (the run's place and its starting point).
+SELFPLAY_DERIVED: tuple[str, ...] = ("out_dir", "init_run", "init_step", "model", "study")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SupervisedSpec:
-    sizes: tuple[str, ...] = ("10k", "30k")  # scaling.model.NAMED_SIZES
-    budgets: tuple[float, ...] = (1e11, 3e11)  # training FLOPs per run
-    batch_size: int = 64
-    milestones: int = 4  # kept checkpoints per run (log-spaced in FLOPs)
-    elo_buckets: int = 0  # Elo conditioning (0: off)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    checkpoint_every: int = 200
-    log_every: int = 10
-    eval_batches: int = 2
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SelfPlaySpec:
+class SelfPlayStage:
     enabled: bool = True
     scratch: bool = True  # also the control: self-play from a random initialisation
-    budget_flops: float = 3e11  # self-play FLOPs added on top of the starting checkpoint's
-    simulations: int = 8  # search simulations per move in self-play
-    games_per_batch: int = 16  # games played at once per actor
-    max_plies: int = 120  # game-length cap in self-play
-    adjudicate_margin: int | None = None  # at the cap: a win for the side this many pawns up
-    train_batch: int = 64
-    replay_ratio: float = 1.0  # samples trained per sample generated
-    milestones: int = 4
-    actors: int = 1  # Ray self-play actors (0: single process)
-    learning_rate: float = 3e-4
+    run: SelfPlayRunConfig = dataclasses.field(default_factory=_tiny_selfplay)
 
     def __post_init__(self) -> None:
-        if self.adjudicate_margin is not None and self.adjudicate_margin < 1:
-            raise ValueError(
-                f"[selfplay] adjudicate_margin must be >= 1 pawn, got {self.adjudicate_margin}"
-            )
+        default = SelfPlayRunConfig(out_dir="")
+        for name in SELFPLAY_DERIVED:
+            if getattr(self.run, name) != getattr(default, name):
+                raise ValueError(
+                    f"selfplay.run.{name} is set by the study runner (each cap's self-play "
+                    "continues the last checkpoint of its largest supervised run)"
+                )
+
+
+def _tiny_games() -> ArenaConfig:
+    return ArenaConfig(move_cap=200, batch=8, workers=2)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ArenaSpec:
+class ArenaStage:
     sims: int = 0  # N of contract 3: every checkpoint plays as network + N simulations
     checkpoints_per_run: int = 3  # evaluated milestones per run (log-spaced; the last always)
     anchors: tuple[str, ...] = ("random",)  # agent strings; "random" is 0 Elo
-    anchor_elos: dict[str, float] = dataclasses.field(default_factory=dict)  # extra fixed ones
-    games_per_pair: int = 4  # per round of the adaptive schedule
-    neighbours: int = 1  # nearest agents by rating each uncertain agent plays
-    target_width: float = 150.0  # Elo: adaptive rounds until every 90% interval is this narrow
-    max_rounds: int = 2
-    move_cap: int = 200
-    batch: int = 8
-    workers: int = 2
+    anchor_elos: tuple[tuple[str, float], ...] = ()  # fixed ratings of anchors (a TOML table)
     openings: int = 8  # from the ECO suite
+    games: ArenaConfig = dataclasses.field(default_factory=_tiny_games)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        from mcts.agents import parse_agent
+
+        if self.sims < 0 or self.checkpoints_per_run < 1 or self.openings < 1:
+            raise ValueError("arena sims must be >= 0, checkpoints_per_run and openings >= 1")
+        names = set()
+        for text in self.anchors:
+            try:
+                names.add(parse_agent(text).name)
+            except ValueError as e:
+                raise ValueError(f"arena.anchors: {e}") from None
+        unknown = [n for n, _ in self.anchor_elos if n not in names]
+        if unknown:
+            raise ValueError(f"arena.anchor_elos: {unknown} are not anchors ({sorted(names)})")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AnalysisSpec:
-    rating_model: str = "ordo"  # analysis.ratings.RATING_MODELS
-    bootstrap: int = 30  # replicates over games for every interval of the fits
-    seed: int = 0
+def _tiny_report() -> ReportConfig:
+    return ReportConfig(n_replicates=30)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StudyConfig:
     name: str = "tiny"
-    data: DataSpec = dataclasses.field(default_factory=DataSpec)
-    supervised: SupervisedSpec = dataclasses.field(default_factory=SupervisedSpec)
-    selfplay: SelfPlaySpec = dataclasses.field(default_factory=SelfPlaySpec)
-    arena: ArenaSpec = dataclasses.field(default_factory=ArenaSpec)
-    analysis: AnalysisSpec = dataclasses.field(default_factory=AnalysisSpec)
+    data: DataStage = dataclasses.field(default_factory=DataStage)
+    supervised: SweepConfig = dataclasses.field(
+        default_factory=lambda: SweepConfig(batch_size=64, milestones=4)
+    )
+    selfplay: SelfPlayStage = dataclasses.field(default_factory=SelfPlayStage)
+    arena: ArenaStage = dataclasses.field(default_factory=ArenaStage)
+    analysis: ReportConfig = dataclasses.field(default_factory=_tiny_report)
+
+    def __post_init__(self) -> None:
+        if self.analysis.anchors:
+            raise ValueError("analysis.anchors is set from the arena: use arena.anchor_elos")
 
 
 def load_study_config(path: Path) -> StudyConfig:

@@ -30,6 +30,8 @@ import chess
 import chess.engine
 import numpy as np
 
+from elocap.workdir import checkpoint_id
+
 AGENT_KINDS: dict[str, type[AgentSpec]] = {}
 
 
@@ -61,10 +63,10 @@ class AgentSpec(abc.ABC):
     def name(self) -> str:
         """The agent's name in the arena and in PGN headers."""
 
-    @property
-    def flops(self) -> float | None:
-        """Cumulative training FLOPs of the agent (networks only)."""
-        return None
+    def resolve(self) -> AgentSpec:
+        """The same agent with every default that needs a look at the disk made explicit
+        (a network's latest checkpoint); names are pure functions of the resolved spec."""
+        return self
 
     @property
     def on_device(self) -> bool:
@@ -152,9 +154,16 @@ class NetworkAgent(AgentSpec):
             raise ValueError(f"net agent {self.run}: sims and temperature must be >= 0")
 
     @property
+    def checkpoint(self) -> str:
+        """The checkpoint's one identity, ``<run id>@<step>`` (``@last`` until resolved)."""
+        if self.step is None:
+            return f"{Path(self.run).name}@last"
+        return checkpoint_id(Path(self.run).name, self.step)
+
+    @property
     def name(self) -> str:
-        step = self.step if self.step is not None else _network_of(self)[3]
-        name = f"{Path(self.run).name}@{step}"
+        """The player's name: the checkpoint, then how it plays (``-s<sims>`` and so on)."""
+        name = self.checkpoint
         if self.sims:
             name += f"-s{self.sims}"
         if self.temperature:
@@ -163,9 +172,10 @@ class NetworkAgent(AgentSpec):
             name += f"-elo{self.elo}"
         return name
 
-    @property
-    def flops(self) -> float | None:
-        return float(_network_of(self)[2]["flops"])
+    def resolve(self) -> NetworkAgent:
+        if self.step is not None:
+            return self
+        return dataclasses.replace(self, step=_network_of(self)[3])
 
     @property
     def on_device(self) -> bool:
@@ -260,6 +270,13 @@ class EnginePlayer:
 
     def close(self) -> None:
         self.engine.quit()
+
+
+def agent_flops(spec: AgentSpec) -> float | None:
+    """Cumulative FLOPs of a network agent's checkpoint (read from it), None for the others."""
+    if isinstance(spec, NetworkAgent):
+        return float(_network_of(spec)[2]["flops"])
+    return None
 
 
 # --- networks ------------------------------------------------------------------------------

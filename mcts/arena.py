@@ -15,14 +15,15 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import chess
 import numpy as np
 
-from mcts.agents import AgentSpec
+from elocap.execution import Executor
+from mcts.agents import AgentSpec, agent_flops
 from mcts.games import GameRecord, append_games, finish, recover_log, referee
 from mcts.openings import Opening
 
@@ -79,8 +80,8 @@ def _record(
         termination=termination,
         opening=job.opening.name,
         opening_plies=len(job.opening.moves),
-        white_flops=job.white.flops,
-        black_flops=job.black.flops,
+        white_flops=agent_flops(job.white),
+        black_flops=agent_flops(job.black),
         event=cfg.event,
         extra=job.extra,
     )
@@ -187,8 +188,8 @@ def run_tournament(
     jobs: Sequence[GameJob],
     pgn_path: Path,
     cfg: ArenaConfig,
+    executor: Executor,
     *,
-    use_ray: bool = True,
     progress: bool = True,
 ) -> TournamentReport:
     """Plays every job whose game is not yet in ``pgn_path`` and appends it there."""
@@ -200,32 +201,12 @@ def run_tournament(
     todo = [j for j in jobs if j.game_id not in done]
     start = time.perf_counter()
     bar = _progress(len(todo), progress)
-    for records in _run_batches(batches(todo, cfg), cfg, use_ray):
+    work = [(batch, cfg) for batch in batches(todo, cfg)]
+    for _, records in executor.map_unordered(play_batch, work, window=cfg.workers):
         append_games(pgn_path, records)
         bar.update(len(records))
     bar.close()
     return TournamentReport(len(todo), len(jobs) - len(todo), time.perf_counter() - start)
-
-
-def _run_batches(
-    work: list[list[GameJob]], cfg: ArenaConfig, use_ray: bool
-) -> Iterator[list[GameRecord]]:
-    if not use_ray:
-        for batch in work:
-            yield play_batch(batch, cfg)
-        return
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.ERROR, include_dashboard=False)
-    task = ray.remote(num_cpus=1, max_retries=2)(play_batch)
-    queue = list(work)
-    pending: list[Any] = []
-    while queue or pending:
-        while queue and len(pending) < cfg.workers:
-            pending.append(task.remote(queue.pop(0), cfg))
-        ready, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(ready[0])
 
 
 def _progress(total: int, show: bool) -> Any:

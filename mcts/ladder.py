@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+from elocap.execution import Executor
 from mcts.agents import StockfishAgent
 from mcts.arena import ArenaConfig, GameJob, TournamentReport, run_tournament
 from mcts.openings import eco_openings
@@ -58,8 +59,8 @@ def ladder_jobs(cfg: LadderConfig, stockfish: str | None = None) -> list[GameJob
 
 
 def build_ladder(
-    cfg: LadderConfig, pgn_path: Path, *, use_ray: bool = True, progress: bool = True
+    cfg: LadderConfig, pgn_path: Path, executor: Executor, *, progress: bool = True
 ) -> TournamentReport:
     """Plays (or finishes) the ladder corpus into ``pgn_path``."""
     arena = ArenaConfig(move_cap=cfg.move_cap, batch=8, event="Rated elocap ladder game")
-    return run_tournament(ladder_jobs(cfg), pgn_path, arena, use_ray=use_ray, progress=progress)
+    return run_tournament(ladder_jobs(cfg), pgn_path, arena, executor, progress=progress)

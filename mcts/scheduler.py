@@ -7,12 +7,14 @@ k, one with each colour. Rounds number repeated passes over the suite, so every 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from elocap.execution import Executor
 from mcts.agents import AgentSpec
 from mcts.arena import ArenaConfig, GameJob, TournamentReport, run_tournament
 from mcts.openings import Opening
@@ -88,30 +90,43 @@ def active_round(
     return jobs
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """The adaptive schedule of ``run_active``."""
+
+    target_width: float = 150.0  # Elo: rounds until every 90% interval is at most this wide
+    max_rounds: int = 2  # rounds at most
+    neighbours: int = 1  # nearest agents by rating each uncertain agent plays per round
+    games_per_pair: int = 4  # games per pairing and round (colours alternate)
+
+    def __post_init__(self) -> None:
+        if not self.target_width > 0 or self.max_rounds < 1:
+            raise ValueError("arena target_width must be > 0 and max_rounds >= 1")
+        if self.neighbours < 0 or self.games_per_pair < 1:
+            raise ValueError("arena neighbours must be >= 0 and games_per_pair >= 1")
+
+
 def run_active(
     agents: Sequence[AgentSpec],
     anchors: Sequence[AgentSpec],
     openings: Sequence[Opening],
     pgn_path: Path,
     cfg: ArenaConfig,
+    schedule: ScheduleConfig,
+    executor: Executor,
     *,
-    target_width: float,
-    max_rounds: int = 10,
-    neighbours: int = 2,
-    games_per_pair: int = 4,
     anchor_elos: Mapping[str, float] | None = None,
     history: Sequence[Path] = (),
-    use_ray: bool = True,
     progress: bool = True,
 ) -> list[TournamentReport]:
     """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
-    most ``target_width`` Elo wide or ``max_rounds`` rounds are played. Ratings are fitted on
-    this log and the ``history`` logs (earlier phases whose agents are partners here).
-    Resumable: rounds are recomputed from the logs, whose games are never replayed."""
+    most ``schedule.target_width`` Elo wide or ``schedule.max_rounds`` rounds are played.
+    Ratings are fitted on this log and the ``history`` logs (earlier phases whose agents are
+    partners here). Resumable: rounds are recomputed from the logs, whose games are never replayed."""
     from analysis.ratings import fit_ratings, read_pgn_results
 
     reports = []
-    for rnd in range(max_rounds):
+    for rnd in range(schedule.max_rounds):
         ratings: dict[str, tuple[float, float, float]] = {}
         logs = [p for p in (*history, pgn_path) if p.exists()]
         if logs:
@@ -129,12 +144,12 @@ def run_active(
             ratings,
             anchors,
             openings,
-            target_width=target_width,
-            neighbours=neighbours,
-            games_per_pair=games_per_pair,
+            target_width=schedule.target_width,
+            neighbours=schedule.neighbours,
+            games_per_pair=schedule.games_per_pair,
             round_index=rnd,
         )
         if not jobs:
             break
-        reports.append(run_tournament(jobs, pgn_path, cfg, use_ray=use_ray, progress=progress))
+        reports.append(run_tournament(jobs, pgn_path, cfg, executor, progress=progress))
     return reports

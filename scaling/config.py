@@ -63,16 +63,23 @@ class OptimConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """One supervised run: data, model, optimiser and a compute budget in FLOPs (or steps)."""
+class RunInfo:
+    """What a run is, for the study's registry: written into its config.json when it is
+    created, so that nothing downstream parses it out of a directory name."""
 
-    data_dir: str  # a finished `elocap data build` directory
-    out_dir: str  # the run's directory (config, metrics.jsonl, checkpoints)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    regime: str = "supervised"  # supervised, selfplay_cap or selfplay_scratch
+    cap: int | None = None  # the Elo cap of its data (None: uncapped, or self-play from scratch)
+    size: str = ""  # the named model size (scaling.model.NAMED_SIZES), "" for a custom model
+    parent: str = ""  # the checkpoint (<run id>@<step>) a run continued from
+    data: str = ""  # the identity of its training data (scaling.sweep.data_identity)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """The knobs of a supervised run that a sweep shares between all its runs."""
+
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     batch_size: int = 256  # global batch, split over all local devices
-    budget_flops: float | None = None  # training FLOPs; the number of steps follows from it
-    steps: int | None = None  # or a number of steps (exactly one of the two)
     seed: int = 0  # parameters, data order, everything
     milestones: int = 16  # permanent checkpoints at log-spaced cumulative FLOPs
     checkpoint_every: int = 200  # steps between "latest" checkpoints (for resuming)
@@ -83,26 +90,71 @@ class TrainConfig:
     loader_workers: int = 0  # grain worker processes
 
     def __post_init__(self) -> None:
+        for name in ("batch_size", "milestones", "log_every", "checkpoint_every", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "loader_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+
+
+def settings_of(cfg: TrainSettings) -> dict[str, Any]:
+    """The TrainSettings fields of ``cfg`` (a TrainSettings or any subclass), unconverted."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainSettings)}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainSettings):
+    """One supervised run: data, model, the shared settings and a compute budget."""
+
+    data_dir: str  # a finished `elocap data build` directory
+    out_dir: str  # the run's directory (config, metrics.jsonl, checkpoints)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    budget_flops: float | None = None  # training FLOPs; the number of steps follows from it
+    steps: int | None = None  # or a number of steps (exactly one of the two)
+    info: RunInfo = dataclasses.field(default_factory=RunInfo)  # for the registry
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.budget_flops is None) == (self.steps is None):
             raise ValueError("give exactly one of budget_flops and steps")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.budget_flops is not None and self.budget_flops <= 0:
             raise ValueError(f"budget_flops must be > 0, got {self.budget_flops}")
-        for name in ("batch_size", "milestones", "log_every", "checkpoint_every", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A config as plain data (for TOML/JSON and for hashing)."""
-    return dataclasses.asdict(cfg)
+    """A config as plain data (for TOML/JSON and for hashing): sets become sorted lists, so
+    the same config always gives the same text."""
+    return typing.cast(dict[str, Any], _plain(dataclasses.asdict(cfg)))
 
 
-def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
-    """Builds a (nested) config dataclass from plain data, with clear errors."""
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_hash(data: Any, length: int = 12) -> str:
+    """A short sha256 of plain data (``to_dict`` of a config, or any JSON-able value)."""
+    import hashlib
+    import json
+
+    text = json.dumps(_plain(data), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def from_dict(cls: type[T], data: dict[str, Any], path: str = "", base: T | None = None) -> T:
+    """Builds a (nested) config dataclass from plain data, with clear errors. Keys override
+    ``base`` (default: the class's defaults); a nested table overrides its field's default,
+    so a partial table keeps the defaults of the keys it does not name."""
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'config'} must be a table, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
@@ -112,8 +164,23 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{path}{name}")
+        hint, field_path = hints[name], f"{path}{name}"
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
+            inner = getattr(base, name) if base is not None else _field_default(fields[name])
+            kwargs[name] = from_dict(hint, value, field_path + ".", inner)
+        else:
+            kwargs[name] = _coerce(hint, value, field_path)
+    if base is not None:
+        return typing.cast(T, dataclasses.replace(typing.cast(Any, base), **kwargs))
     return cls(**kwargs)
+
+
+def _field_default(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return None
 
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
@@ -122,9 +189,26 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is dict and isinstance(value, dict):
         return {str(k): _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
-    if origin is tuple and isinstance(value, list | tuple):
-        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is tuple and isinstance(value, dict) and typing.get_origin(args[0]) is tuple:
+        key_t, value_t = typing.get_args(args[0])  # a table as sorted (key, value) pairs
+        return tuple(
+            (_coerce(key_t, k, f"{path}.{k}"), _coerce(value_t, v, f"{path}.{k}"))
+            for k, v in sorted(value.items())
+        )
+    if origin is tuple and len(args) > 1 and args[1] is not Ellipsis:  # a fixed-length tuple
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ValueError(f"{path} must be a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if origin in (tuple, frozenset) and isinstance(value, list | tuple | frozenset):
+        items = [_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else frozenset(items)
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if len(options) > 1 and value is not None:  # e.g. frozenset[str] | None
+        for option in options:
+            if option is not type(None) and typing.get_origin(option) is not None:
+                return _coerce(option, value, path)
     for option in options:
         if option is type(None) and value is None:
             return None

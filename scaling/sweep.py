@@ -10,85 +10,142 @@ skipping finished runs, which tasks give without Tune's trial-directory and repo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from scaling.config import OptimConfig, TrainConfig, from_dict, to_dict
+from data_pipeline.sources import HASH_ALGORITHM
+from elocap.execution import Executor, Resources
+from elocap.workdir import supervised_run_name
+from scaling.config import (
+    ModelConfig,
+    RunInfo,
+    TrainConfig,
+    TrainSettings,
+    config_hash,
+    from_dict,
+    load_toml,
+    settings_of,
+    to_dict,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SweepConfig:
-    """A grid of supervised runs and the resources of each trial."""
+class SweepConfig(TrainSettings):
+    """A grid of supervised runs (sizes x budgets, per cap), the settings they share (every
+    field of ``TrainSettings``), and the resources of each trial. Path-free: the study nests it
+    as it is, and ``SweepJob`` adds where the data and the runs lie."""
 
-    out_dir: str  # runs go to out_dir/<name>-<id>/
-    data_dirs: dict[str, str]  # Elo cap -> its `elocap data build` directory
-    sizes: tuple[str, ...]  # names of scaling.model.NAMED_SIZES
-    budgets: tuple[float, ...]  # training FLOPs per run
+    sizes: tuple[str, ...] = ("10k", "30k")  # names of scaling.model.NAMED_SIZES
+    budgets: tuple[float, ...] = (1e11, 3e11)  # training FLOPs per run
     elo_buckets: int = 0  # Elo conditioning (0: off) for every model of the sweep
-    batch_size: int = 256
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    seed: int = 0
-    milestones: int = 16
-    checkpoint_every: int = 200
-    log_every: int = 10
-    eval_batches: int = 8
-    dtype: str = "auto"
+    elo_bucket_width: int = 100  # rating per Elo bucket
     cpus_per_trial: float = 1.0  # Ray resource request of each trial
     gpus_per_trial: float = 0.0
+    resources: tuple[tuple[str, float], ...] = ()  # custom Ray resources per trial, e.g. TPU
     max_retries: int = 3  # a trial whose worker dies is run again, from its checkpoint
 
     def __post_init__(self) -> None:
-        from scaling.model import NAMED_SIZES
+        super().__post_init__()
+        from scaling.model import NAMED_SIZES, param_count
 
         unknown = [s for s in self.sizes if s not in NAMED_SIZES]
         if unknown:
             raise ValueError(f"unknown sizes {unknown}; choose from {sorted(NAMED_SIZES)}")
-        if not self.data_dirs or not self.sizes or not self.budgets:
-            raise ValueError("a sweep needs at least one cap (data_dirs), size and budget")
-        if any(b <= 0 for b in self.budgets):
-            raise ValueError("budgets must be positive FLOP counts")
+        if not self.sizes or not self.budgets:
+            raise ValueError("a sweep needs at least one size and one budget")
+        if any(not b > 0 for b in self.budgets):
+            raise ValueError(f"budgets must be positive FLOP counts, got {list(self.budgets)}")
+        if self.cpus_per_trial < 0 or self.gpus_per_trial < 0 or self.max_retries < 0:
+            raise ValueError("cpus_per_trial, gpus_per_trial and max_retries must be >= 0")
+        for size in self.sizes:  # a budget below one step would silently train one step
+            smallest = step_flops(NAMED_SIZES[size], self.batch_size)
+            low = [b for b in self.budgets if b < smallest]
+            if low:
+                raise ValueError(
+                    f"budgets {low} are below one training step of size {size} "
+                    f"({param_count(NAMED_SIZES[size]):,} parameters) at batch_size "
+                    f"{self.batch_size}: the smallest budget is {smallest:.3g} FLOPs"
+                )
 
 
-def load_sweep_config(path: Path) -> SweepConfig:
-    with open(path, "rb") as f:
-        return from_dict(SweepConfig, tomllib.load(f))
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepJob(SweepConfig):
+    """A sweep with its paths: the ``elocap sweep`` file, or what a study derives."""
+
+    out_dir: str  # runs go to out_dir/<name>-<id>/
+    data_dirs: dict[str, str]  # Elo cap -> its `elocap data build` directory
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.data_dirs:
+            raise ValueError("a sweep needs at least one cap (data_dirs)")
+        for cap in self.data_dirs:
+            if not cap.isdigit():
+                raise ValueError(f"data_dirs: {cap!r} is not an Elo cap (an integer)")
+
+
+def step_flops(model: ModelConfig, batch_size: int) -> float:
+    """Training FLOPs of one step (the analytic count the budgets are divided by)."""
+    from scaling.flops import train_flops_per_position
+
+    return float(train_flops_per_position(model) * batch_size)
+
+
+def load_sweep_config(path: Path) -> SweepJob:
+    return load_toml(SweepJob, path, "sweep config")
+
+
+def data_identity(data_dir: Path) -> str:
+    """The identity of a finished data build: a hash of its config and its sources' sizes and
+    checksums (not of where it lies), so a run id changes when its data does."""
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} does not exist: build the data first")
+    try:
+        m = json.loads(manifest.read_text())
+        sources = [[s["bytes"], s.get(HASH_ALGORITHM)] for s in m["sources"]]
+        return config_hash({"config": m["config"], "sources": sources}, 16)
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{manifest}: not a data build manifest") from None
 
 
 def run_id(cfg: TrainConfig) -> str:
-    """A hash of the resolved config, ``out_dir`` excluded: the same run always gets one id."""
+    """A hash of the resolved config without its paths (the data enters through
+    ``info.data``): the same run always gets one id, wherever the workdir lies."""
     data = to_dict(cfg)
     data.pop("out_dir")
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    data.pop("data_dir")
+    return config_hash(data)
 
 
-def run_configs(sweep: SweepConfig) -> list[TrainConfig]:
-    """The sweep's runs, in grid order (cap, size, budget), each with its own directory."""
+def run_configs(job: SweepJob) -> list[TrainConfig]:
+    """The sweep's runs, in grid order (cap, size, budget), each with its own directory. The
+    data builds must exist (their identity enters the run ids)."""
     from scaling.model import NAMED_SIZES
 
     runs = []
-    for cap, data_dir in sorted(sweep.data_dirs.items()):
-        for size in sweep.sizes:
-            model = dataclasses.replace(NAMED_SIZES[size], elo_buckets=sweep.elo_buckets)
-            for budget in sweep.budgets:
+    shared = settings_of(job)
+    for cap, data_dir in sorted(job.data_dirs.items(), key=lambda kv: int(kv[0])):
+        identity = data_identity(Path(data_dir))
+        for size in job.sizes:
+            model = dataclasses.replace(
+                NAMED_SIZES[size],
+                elo_buckets=job.elo_buckets,
+                elo_bucket_width=job.elo_bucket_width,
+            )
+            for budget in job.budgets:
+                info = RunInfo(regime="supervised", cap=int(cap), size=size, data=identity)
                 cfg = TrainConfig(
-                    data_dir=data_dir,
+                    **shared,
+                    data_dir=str(data_dir),
                     out_dir="",
                     model=model,
-                    optim=sweep.optim,
-                    batch_size=sweep.batch_size,
                     budget_flops=float(budget),
-                    seed=sweep.seed,
-                    milestones=sweep.milestones,
-                    checkpoint_every=sweep.checkpoint_every,
-                    log_every=sweep.log_every,
-                    eval_batches=sweep.eval_batches,
-                    dtype=sweep.dtype,
+                    info=info,
                 )
-                name = f"cap{cap}-{size}-{budget:.0e}".replace("+", "")
-                out = str(Path(sweep.out_dir) / f"{name}-{run_id(cfg)}")
+                name = supervised_run_name(int(cap), size, budget, run_id(cfg))
+                out = str(Path(job.out_dir) / name)
                 runs.append(dataclasses.replace(cfg, out_dir=out))
     return runs
 
@@ -99,39 +156,25 @@ def _trial(cfg_data: dict[str, Any]) -> dict[str, Any]:
     return train(from_dict(TrainConfig, cfg_data))
 
 
-def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> list[dict[str, Any]]:
-    """Runs every unfinished run of the sweep on Ray (started locally if not running);
-    returns each run's result, in grid order."""
-    import ray
-
-    runs = run_configs(sweep)
+def run_sweep(job: SweepJob, executor: Executor, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Runs every unfinished run of the sweep on ``executor`` (one trial per run, retried from
+    its checkpoint up to ``max_retries`` times); returns each run's result, in grid order."""
+    runs = run_configs(job)
     todo = [cfg for cfg in runs if not (Path(cfg.out_dir) / "result.json").exists()]
-    if todo:
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False)
-        task = ray.remote(_trial).options(
-            num_cpus=sweep.cpus_per_trial,
-            num_gpus=sweep.gpus_per_trial,
-            max_retries=sweep.max_retries,
-            retry_exceptions=True,
-        )
-        pending = {task.remote(_as_data(cfg)): cfg for cfg in todo}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            cfg = pending.pop(ready[0])
-            ray.get(ready[0])  # re-raises a trial's last failure after its retries
-            if progress:
-                print(f"finished {Path(cfg.out_dir).name} ({len(pending)} left)", flush=True)
+    resources = Resources(
+        num_cpus=job.cpus_per_trial, num_gpus=job.gpus_per_trial, resources=job.resources
+    )
+    work = [(to_dict(cfg),) for cfg in todo]
+    finished = executor.map_unordered(
+        _trial, work, resources=resources, window=len(work), max_retries=job.max_retries
+    )
+    for done, (i, _) in enumerate(finished, 1):
+        if progress:
+            print(f"finished {Path(todo[i].out_dir).name} ({len(todo) - done} left)", flush=True)
     return [json.loads((Path(c.out_dir) / "result.json").read_text()) for c in runs]
 
 
-def _as_data(cfg: TrainConfig) -> dict[str, Any]:
-    data = to_dict(cfg)
-    data["model"] = to_dict(cfg.model)
-    return data
-
-
-def status_rows(sweep: SweepConfig) -> list[dict[str, Any]]:
+def status_rows(sweep: SweepJob) -> list[dict[str, Any]]:
     """One row per run: name, state, progress, FLOPs and the latest training loss."""
     rows = []
     for cfg in run_configs(sweep):

@@ -19,7 +19,15 @@ import numpy as np
 import pytest
 
 from data_pipeline.encoding import action_to_move
-from mcts.agents import NetworkAgent, RandomAgent, StockfishAgent, load_network, parse_agent
+from elocap.execution import InlineExecutor, RayExecutor
+from mcts.agents import (
+    NetworkAgent,
+    RandomAgent,
+    StockfishAgent,
+    agent_flops,
+    load_network,
+    parse_agent,
+)
 from mcts.arena import ArenaConfig, GameJob, batches, play_batch, run_tournament
 from mcts.env import from_boards
 from mcts.games import GameRecord, append_games, finish, recover_log, referee
@@ -61,8 +69,13 @@ def test_agent_strings_round_trip_and_errors() -> None:
         parse_agent("stockfish:depth=3")
     with pytest.raises(ValueError, match="not a number"):
         parse_agent("stockfish:elo=strong")
+    net = parse_agent("net:run=/x/run-abc,step=40,sims=8")
+    assert net.name == "run-abc@40-s8" and net.checkpoint == "run-abc@40"  # no disk access
+    assert parse_agent("net:run=/nonexistent/run").name == "run@last"
     with pytest.raises(FileNotFoundError, match="not a run directory"):
-        _ = parse_agent("net:run=/nonexistent/run").flops
+        parse_agent("net:run=/nonexistent/run").resolve()
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        agent_flops(parse_agent("net:run=/nonexistent/run,step=3"))
 
 
 def test_referee_rules() -> None:
@@ -226,7 +239,7 @@ def test_search_agent_plays_stockfish_on_host_boards(tiny_run: Path, tmp_path: P
     jobs = pairing_games(net, stockfish, eco_openings(2), 4)
     cfg = ArenaConfig(move_cap=60, batch=4)
     log = tmp_path / "games.pgn"
-    assert run_tournament(jobs, log, cfg, use_ray=False, progress=False).played == 4
+    assert run_tournament(jobs, log, cfg, InlineExecutor(), progress=False).played == 4
     games = _read_games(log)
     assert {g.headers["White"] for g in games} == {net.name, stockfish.name}
     for game in games:
@@ -245,7 +258,7 @@ def test_tournament_on_ray_random_stockfish_and_a_checkpoint(
     cfg = ArenaConfig(move_cap=300, batch=4, workers=2)
     assert any(len({j.white for j in b} | {j.black for j in b}) == 2 for b in batches(jobs, cfg))
     log = tmp_path / "games.pgn"
-    report = run_tournament(jobs, log, cfg, use_ray=True, progress=False)
+    report = run_tournament(jobs, log, cfg, RayExecutor(), progress=False)
     assert (report.played, report.skipped) == (12, 0)
     games = _read_games(log)
     assert sorted(g.headers["GameId"] for g in games) == sorted(j.game_id for j in jobs)
@@ -257,20 +270,21 @@ def test_tournament_on_ray_random_stockfish_and_a_checkpoint(
             assert float(h[f"{side}FLOPs"]) == pytest.approx(net.flops, rel=1e-5)
         if {h["White"], h["Black"]} == {"random", stockfish.name}:
             assert h["Result"] == ("1-0" if h["White"] == stockfish.name else "0-1"), str(game)
-    assert run_tournament(jobs, log, cfg, use_ray=True, progress=False).played == 0
+    assert run_tournament(jobs, log, cfg, RayExecutor(), progress=False).played == 0
 
 
 _RESUMABLE = textwrap.dedent(
     """
     import sys
     from pathlib import Path
+    from elocap.execution import InlineExecutor
     from mcts.agents import RandomAgent, StockfishAgent
     from mcts.arena import ArenaConfig, run_tournament
     from mcts.openings import eco_openings
     from mcts.scheduler import round_robin
     sf = StockfishAgent(elo=1350, movetime_ms=5, path=sys.argv[2])
     jobs = round_robin([RandomAgent(), sf], eco_openings(8), 16)
-    run_tournament(jobs, Path(sys.argv[1]), ArenaConfig(batch=1), use_ray=False, progress=False)
+    run_tournament(jobs, Path(sys.argv[1]), ArenaConfig(batch=1), InlineExecutor(), progress=False)
     """
 )
 

@@ -26,8 +26,11 @@ X_SP = np.arange(XS + 0.25, 16.0 + 1e-9, 0.25)  # 8 self-play checkpoints
 def _row(agent: str, run: str, regime: str, x: float, step: int, **kw: object) -> dict:
     cap = kw.pop("cap", CAP)
     params = kw.pop("params", 30_000)
+    sims = int(kw.pop("sims", 0))
     return {
-        "agent": agent,
+        "agent": agent + (f"-s{sims}" if sims else ""),  # the arena's name of the player
+        "checkpoint": agent,  # <run>@<step>: its one identity
+        "sims": sims,
         "run_id": run,
         "regime": regime,
         "cap": cap,
@@ -60,17 +63,27 @@ def switch_study(
     seed: int,
     scratch: tuple[float, float] | None = None,
     noise: tuple[float, float] = (15.0, 35.0),
+    sims: int = 0,
 ) -> pd.DataFrame:
     """One supervised run (slope B1, reaching CAP at the switch) and one self-play run from its
     last checkpoint (slope b2); ``scratch=(elo at XS, slope)`` adds self-play from scratch."""
     rng = np.random.default_rng(seed)
     rows = [
-        _row(f"sup@{i}", "sup", "supervised", x, i + 1, truth=CAP + B1 * (x - XS))
+        _row(f"sup@{i}", "sup", "supervised", x, i + 1, sims=sims, truth=CAP + B1 * (x - XS))
         for i, x in enumerate(X_SUP)
     ]
-    parent = rows[-1]["agent"]
+    parent = rows[-1]["checkpoint"]  # self-play records the checkpoint it continued
     rows += [
-        _row(f"sp@{i}", "sp", "selfplay_cap", x, i + 1, parent=parent, truth=CAP + b2 * (x - XS))
+        _row(
+            f"sp@{i}",
+            "sp",
+            "selfplay_cap",
+            x,
+            i + 1,
+            sims=sims,
+            parent=parent,
+            truth=CAP + b2 * (x - XS),
+        )
         for i, x in enumerate(X_SP)
     ]
     if scratch is not None:
@@ -217,6 +230,16 @@ def test_analyze_matches_the_core_fit_and_recovers_the_change() -> None:
     assert by_method["segmented_fitted"].breakpoint is not None
     bp = by_method["segmented_fitted"].breakpoint
     assert bp.lo <= XS <= bp.hi
+
+
+def test_switch_compute_is_the_parents_with_arena_search() -> None:
+    """With the arena at N = 8 the players are named <run>@<step>-s8; the switch is still the
+    FLOPs of the checkpoint self-play continued from (its identity, not the player's name)."""
+    for sims in (0, 8):
+        study = switch_study(b2=200.0, seed=1, sims=sims)
+        assert (study["agent"] != study["checkpoint"]).all() == bool(sims)
+        assert switch_compute(study, CAP) == pytest.approx(XS)
+        assert float(np.log10(study.loc[study["regime"] == "selfplay_cap", "flops"].min())) > XS
 
 
 def test_every_switch_method_recovers_the_truth_at_low_noise() -> None:

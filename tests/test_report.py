@@ -79,6 +79,8 @@ def make_workdir(root: Path, *, selfplay: bool = True, seed: int = 0) -> Path:
                 elo[agent] = e0 + slope * (x - x0)
     columns = ["agent", "run_id", "regime", "cap", "size", "params", "step", "flops", "parent"]
     frame = pd.DataFrame(rows, columns=columns)
+    frame.insert(1, "checkpoint", frame["agent"])  # played as the raw policy: name = identity
+    frame.insert(2, "sims", 0)
     write_checkpoints(root, frame)
     unrated = frame["agent"].iloc[0]  # one checkpoint that played no game
     elo.pop(unrated)

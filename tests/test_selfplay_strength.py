@@ -17,6 +17,7 @@ import pytest
 
 from analysis.rating_io import read_pgn_results
 from analysis.ratings import fit_ratings
+from elocap.execution import InlineExecutor
 from mcts.agents import NetworkAgent, RandomAgent
 from mcts.arena import ArenaConfig, run_tournament
 from mcts.loop import SelfPlayRunConfig, run_selfplay, save_start
@@ -43,7 +44,7 @@ def test_selfplay_from_scratch_beats_random_and_its_start(tmp_path: Path) -> Non
         for job in pairing_games(random, agent, eco_openings(), 64)
     ]
     log = tmp_path / "arena.pgn"
-    run_tournament(jobs, log, ArenaConfig(move_cap=300, batch=64), use_ray=False, progress=False)
+    run_tournament(jobs, log, ArenaConfig(move_cap=300, batch=64), InlineExecutor(), progress=False)
     games, rejected = read_pgn_results([log])
     assert len(games.score) == 128 and not rejected
     table = fit_ratings(games, "ordo", anchors={"random": 0.0})

@@ -1,0 +1,121 @@
+"""What a study's stages run, derived from its config and its workdir (pure functions, apart
+from reading the records earlier stages wrote): the sweep, the self-play runs, the arena's
+agents and the registry rows. Paths come from ``elocap.workdir``; nothing is copied by hand
+between configs (stage configs are nested unchanged in ``StudyConfig``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from elocap.workdir import CheckpointRow, Workdir, checkpoint_id, selfplay_run_name
+from jobs.study_config import StudyConfig
+from mcts.agents import NetworkAgent, parse_agent
+from mcts.loop import SelfPlayRunConfig
+from scaling.config import ModelConfig, RunInfo, TrainConfig, config_hash, from_dict, to_dict
+from scaling.sweep import SweepConfig, SweepJob, run_configs
+
+
+def sweep_job(cfg: StudyConfig, wd: Workdir) -> SweepJob:
+    fields = {f.name: getattr(cfg.supervised, f.name) for f in dataclasses.fields(SweepConfig)}
+    data_dirs = {str(cap): str(wd.data_dir(cap)) for cap in cfg.data.caps}
+    return SweepJob(**fields, out_dir=str(wd.runs_dir), data_dirs=data_dirs)
+
+
+def supervised_runs(cfg: StudyConfig, wd: Workdir) -> list[TrainConfig]:
+    return run_configs(sweep_job(cfg, wd))
+
+
+def selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[SelfPlayRunConfig]:
+    """Per cap, self-play continued from the last checkpoint of the supervised run with the
+    largest model and budget, and (``scratch``) the control from a random initialisation of
+    the same model; run ids hash the resolved config without its directory."""
+    s = cfg.selfplay
+    if not s.enabled:
+        return []
+    out: dict[str, SelfPlayRunConfig] = {}
+    runs = supervised_runs(cfg, wd)
+    for cap in cfg.data.caps:
+        mine = [r for r in runs if r.info.cap == cap]
+        parent = max(mine, key=lambda r: (r.model.width * r.model.depth, r.budget_flops or 0))
+        arms: list[tuple[str, int | None, str]] = [("selfplay_cap", cap, parent.out_dir)]
+        if s.scratch:
+            arms.append(("selfplay_scratch", None, ""))
+        for regime, arm_cap, init in arms:
+            cap_text = "" if arm_cap is None else str(arm_cap)
+            study = {"cap": cap_text, "regime": regime, "size": parent.info.size}
+            run = dataclasses.replace(s.run, init_run=init, model=parent.model, study=study)
+            data = to_dict(run)
+            data.pop("out_dir")
+            data["init_run"] = Path(init).name  # the parent's id, not where it lies
+            name = selfplay_run_name(arm_cap, parent.info.size, config_hash(data))
+            out[name] = dataclasses.replace(run, out_dir=str(wd.run_dir(name)))
+    return list(out.values())
+
+
+def evaluated_steps(run: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` of a run's kept checkpoints, log-spaced in FLOPs; the last one always."""
+    from scaling.checkpoints import list_checkpoints
+
+    kept = list_checkpoints(run)
+    if len(kept) <= count:
+        return kept
+    picks = np.unique(np.round(np.geomspace(1, len(kept), count)).astype(int) - 1)
+    return [kept[i] for i in picks]
+
+
+def run_info(run: Path) -> tuple[RunInfo, ModelConfig]:
+    """What a run's config.json says it is (written when the run was created)."""
+    path = run / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        model = from_dict(ModelConfig, config["model"], "model")
+        if "info" in config:  # a supervised run
+            return from_dict(RunInfo, config["info"], "info"), model
+        study = config["study"]  # a self-play run
+        cap = int(study["cap"]) if study.get("cap") else None
+        info = RunInfo(regime=study["regime"], cap=cap, size=study.get("size", ""))
+        return dataclasses.replace(info, parent=study.get("parent", "")), model
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a run config with its registry info ({e})") from None
+
+
+def registry_rows(run: Path, count: int, sims: int) -> list[CheckpointRow]:
+    """The registry rows (one per arena agent) of a run's evaluated checkpoints."""
+    from scaling.model import param_count
+
+    info, model = run_info(run)
+    rows = []
+    for ckpt in evaluated_steps(run, count):
+        agent = NetworkAgent(run=str(run), step=int(ckpt["step"]), sims=sims)
+        rows.append(
+            CheckpointRow(
+                agent=agent.name,
+                checkpoint=checkpoint_id(run.name, int(ckpt["step"])),
+                sims=sims,
+                run_id=run.name,
+                regime=info.regime,
+                cap=info.cap,
+                size=info.size,
+                params=param_count(model),
+                step=int(ckpt["step"]),
+                flops=float(ckpt["flops"]),
+                parent=info.parent,
+            )
+        )
+    return rows
+
+
+def agents_of(rows: list[CheckpointRow], wd: Workdir) -> list[NetworkAgent]:
+    return [NetworkAgent(run=str(wd.run_dir(r.run_id)), step=r.step, sims=r.sims) for r in rows]
+
+
+def anchor_elos(cfg: StudyConfig) -> dict[str, float]:
+    """The fixed ratings of the pool: the random mover at 0 (when it plays) and the study's."""
+    names = {parse_agent(s).name for s in cfg.arena.anchors}
+    fixed = {"random": 0.0} if "random" in names else {}
+    return {**fixed, **dict(cfg.arena.anchor_elos)}

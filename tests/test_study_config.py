@@ -1,0 +1,264 @@
+"""Every knob of every stage config is settable from a study TOML and reaches its stage; the
+registry round-trips through its one module; nothing else spells a workdir path or column."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elocap.workdir import (
+    CheckpointRow,
+    RatingRow,
+    Workdir,
+    read_checkpoints,
+    read_ratings,
+    write_checkpoints,
+    write_ratings,
+)
+from jobs import study_plan
+from jobs.study_config import SELFPLAY_DERIVED, StudyConfig, load_study_config
+from scaling.config import to_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _other(hint: Any, value: Any, path: str) -> Any:
+    """A value of type ``hint`` different from ``value`` that the field's checks accept."""
+    union = isinstance(hint, types.UnionType)
+    options = [o for o in (typing.get_args(hint) if union else (hint,)) if o is not type(None)]
+    base = options[0]
+    special = {
+        "data.sources": ["ladder", "other.pgn"],
+        "data.caps": [1500, 1800],
+        "data.build.filters.elo_rule": "mean",
+        "data.build.filters.time_controls": ["blitz", "rapid"],
+        "data.build.filters.date_from": "2020.01.01",
+        "data.build.filters.date_to": "2030.01.01",
+        "data.build.filters.cap": None,
+        "supervised.sizes": ["10k"],
+        "supervised.budgets": [2e11],
+        "supervised.dtype": "float32",
+        "supervised.resources": {"TPU": 1.0},
+        "selfplay.run.search.kind": "alphazero",
+        "selfplay.run.search.max_depth": 4,
+        "selfplay.run.resign_value": -0.9,
+        "selfplay.run.elo": 1500,
+        "selfplay.run.adjudicate_margin": 5,
+        "arena.anchors": ["random", "stockfish:elo=1350,nodes=10"],
+        "arena.anchor_elos": {"stockfish-1350-n10": 1350.0},
+        "analysis.replicates": "intervals",
+        "analysis.rating_model": "bayeselo",
+        "analysis.analysis.forms": ["linear", "changepoint"],
+        "name": "other",
+    }
+    if path in special:
+        return special[path]
+    if typing.get_origin(base) in (tuple, frozenset) and value is not None and len(value) >= 2:
+        return sorted(value)[:-1] if isinstance(value, frozenset) else list(value)[:-1]
+    if base is bool:
+        return not value
+    if base is int:
+        return (value or 0) + 1
+    if base is float:
+        return float(value or 0.5) * 0.5 if 0 < (value or 0.5) <= 1 else float(value) + 1.5
+    if base is str:
+        return f"{value}x"
+    raise AssertionError(f"no test value for {path} ({hint}); add one to `special`")
+
+
+def _leaves(cls: type[Any], prefix: str) -> list[tuple[str, Any]]:
+    """(dotted path, type) of every settable leaf field under ``cls``."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        if prefix == "selfplay.run." and f.name in SELFPLAY_DERIVED:
+            continue  # set by the runner: a study that sets them is an error (tested below)
+        if path in ("data.build.filters.cap", "analysis.anchors"):
+            continue  # from data.caps / arena.anchor_elos (tested below)
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            out += _leaves(hint, path + ".")
+        else:
+            out.append((path, hint))
+    return out
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + "}"
+    return repr(value)
+
+
+LEAVES = _leaves(StudyConfig, "")
+
+
+def test_the_field_table_covers_every_stage() -> None:
+    tables = {p.split(".")[0] for p, _ in LEAVES}
+    assert tables == {"name", "data", "supervised", "selfplay", "arena", "analysis"}
+    assert len(LEAVES) > 80  # every stage's own config, nested: not a hand list
+
+
+@pytest.mark.parametrize(("path", "hint"), LEAVES, ids=[p for p, _ in LEAVES])
+def test_every_field_is_settable_from_toml_and_reaches_its_stage(
+    path: str, hint: Any, tmp_path: Path
+) -> None:
+    default = StudyConfig()
+    value = _other(hint, _get(default, path), path)
+    *tables, key = path.split(".")
+    text = (f"[{'.'.join(tables)}]\n" if tables else "") + f"{key} = {_toml_value(value)}\n"
+    if path == "arena.anchor_elos":
+        text += 'anchors = ["random", "stockfish:elo=1350,nodes=10"]\n'  # its anchor
+    toml = tmp_path / "study.toml"
+    toml.write_text(text)
+    cfg = load_study_config(toml)
+    got = _get(cfg, path)
+    assert got != _get(default, path), f"{path}: the TOML value did not arrive"
+    # everything else stays at the tiny study's defaults
+    plain, ref = to_dict(cfg), to_dict(default)
+    node, node_ref = plain, ref
+    for part in path.split(".")[:-1]:
+        node, node_ref = node[part], node_ref[part]
+    node.pop(key), node_ref.pop(key)
+    if path != "arena.anchor_elos":
+        assert plain == ref
+    _reaches_stage(cfg, path, got, tmp_path)
+
+
+def _reaches_stage(cfg: StudyConfig, path: str, value: Any, tmp_path: Path) -> None:
+    """The value is in the config the stage is handed (derived by jobs.study_plan)."""
+    wd = Workdir(root=tmp_path / "wd")
+    table, _, rest = path.partition(".")
+    if table == "supervised":
+        job = study_plan.sweep_job(cfg, wd)
+        assert _get(job, rest) == value
+    elif table == "selfplay" and rest.startswith("run."):
+        runs = _fake_selfplay_runs(cfg, wd)
+        assert runs and all(_get(r, rest[4:]) == value for r in runs)
+    elif table in ("arena", "analysis", "data", "selfplay", "name"):
+        assert _get(cfg, path) == value  # stages read these sections directly (study_stages)
+
+
+def _fake_selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[Any]:
+    """Self-play configs need the supervised runs' ids, which need the data's identity: give
+    every cap a minimal manifest."""
+    import json
+
+    for cap in cfg.data.caps:
+        wd.data_dir(cap).mkdir(parents=True, exist_ok=True)
+        manifest = {"config": {"cap": cap}, "sources": [{"bytes": 1, "sha256": "0"}]}
+        (wd.data_dir(cap) / "manifest.json").write_text(json.dumps(manifest))
+    return study_plan.selfplay_runs(cfg, wd)
+
+
+@pytest.mark.parametrize("key", [*SELFPLAY_DERIVED])
+def test_fields_the_runner_derives_are_refused(key: str, tmp_path: Path) -> None:
+    values = {"out_dir": '"x"', "init_run": '"x"', "init_step": "3", "study": '{cap = "1"}'}
+    toml = tmp_path / "s.toml"
+    if key == "model":
+        toml.write_text("[selfplay.run.model]\nwidth = 32\n")
+    else:
+        toml.write_text(f"[selfplay.run]\n{key} = {values[key]}\n")
+    with pytest.raises(ValueError, match=f"selfplay.run.{key} is set by the study runner"):
+        load_study_config(toml)
+    toml.write_text("[data.build.filters]\ncap = 1500\n")
+    with pytest.raises(ValueError, match=r"data\.caps"):
+        load_study_config(toml)
+
+
+def test_unknown_nested_key_names_it(tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text("[arena.games]\nmovecap = 3\n")
+    with pytest.raises(ValueError, match=r"unknown keys in arena\.games\.: \['movecap'\]"):
+        load_study_config(toml)
+
+
+def test_shipped_studies_load(tmp_path: Path) -> None:
+    for path in sorted((REPO / "jobs" / "studies").glob("*.toml")):
+        with open(path, "rb") as f:
+            assert tomllib.load(f)
+        assert load_study_config(path).name
+    assert load_study_config(REPO / "jobs" / "studies" / "tiny.toml") == StudyConfig()
+
+
+def test_registry_rows_round_trip(tmp_path: Path) -> None:
+    rows = [
+        CheckpointRow(
+            agent="cap1800-10k-abc@40-s8",
+            checkpoint="cap1800-10k-abc@40",
+            sims=8,
+            run_id="cap1800-10k-abc",
+            regime="supervised",
+            cap=1800,
+            size="10k",
+            params=10_240,
+            step=40,
+            flops=1.2345678901234e11,
+            parent="",
+        ),
+        CheckpointRow(
+            agent="selfplay-scratch-10k-def@3",
+            checkpoint="selfplay-scratch-10k-def@3",
+            sims=0,
+            run_id="selfplay-scratch-10k-def",
+            regime="selfplay_scratch",
+            cap=None,
+            size="10k",
+            params=10_240,
+            step=3,
+            flops=3.0e11 / 7,
+            parent="",
+        ),
+    ]
+    wd = Workdir(root=tmp_path)
+    write_checkpoints(wd.checkpoints_csv, rows)
+    assert read_checkpoints(wd.checkpoints_csv) == rows
+    ratings = [RatingRow(name="random", rating=0.0, lower=-1.5, upper=1.5, games=10, score=0.25)]
+    write_ratings(wd.ratings_csv, ratings)
+    assert read_ratings(wd.ratings_csv) == ratings
+    with pytest.raises(ValueError, match="appears more than once"):
+        write_checkpoints(wd.checkpoints_csv, rows + rows[:1])
+    text = wd.checkpoints_csv.read_text().replace(",1800,", ",18x0,")
+    wd.checkpoints_csv.write_text(text)
+    with pytest.raises(ValueError, match=r"checkpoints.csv: row 2, column cap: an integer"):
+        read_checkpoints(wd.checkpoints_csv)
+
+
+# Spellings of the study layout (directories joined to a root, the registry's file names, run
+# names) that only elocap/workdir.py may contain.
+_LAYOUT = re.compile(
+    r"""/\s*["'](registry|ratings|stages|arena|runs|corpus|report|data|logs)["']"""
+    r"""|["'](checkpoints|ratings|supervised|selfplay)\.(csv|pgn)["']|f["'](cap|selfplay-)\{"""
+)
+
+
+def test_no_code_outside_the_workdir_module_spells_the_layout() -> None:
+    offenders = []
+    for package in ("elocap", "data_pipeline", "scaling", "mcts", "analysis", "jobs"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "elocap" / "workdir.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#")[0]
+                if _LAYOUT.search(code):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
