@@ -122,7 +122,8 @@ def run_active(
     """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
     most ``schedule.target_width`` Elo wide or ``schedule.max_rounds`` rounds are played.
     Ratings are fitted on this log and the ``history`` logs (earlier phases whose agents are
-    partners here). Resumable: rounds are recomputed from the logs, whose games are never replayed."""
+    partners here). Resumable: rounds are recomputed from the logs, whose games are never
+    replayed."""
     from analysis.ratings import fit_ratings, read_pgn_results
 
     reports = []
