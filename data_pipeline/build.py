@@ -24,16 +24,28 @@ from data_pipeline import decode, encoding, sources
 from data_pipeline.chunks import (
     ELO_BIN,
     EXAMPLES_PER_REASON,
+    REPAIR,
     SPLITS,
     BuildConfig,
+    DamagedBuildError,
     SplitConfig,
     process_chunk,
+    shard_problem,
 )
 from data_pipeline.files import atomic_write_text
 from data_pipeline.filters import REASONS
 from data_pipeline.pgn import RawGame, iter_raw_games
 
-__all__ = ["SPLITS", "BuildConfig", "BuildError", "SplitConfig", "build", "make_manifest"]
+__all__ = [
+    "SPLITS",
+    "BuildConfig",
+    "BuildError",
+    "DamagedBuildError",
+    "SplitConfig",
+    "build",
+    "make_manifest",
+    "verify_build",
+]
 MANIFEST_VERSION = 1
 
 
@@ -215,14 +227,41 @@ def _claim_out_dir(out_dir: Path, cfg: BuildConfig) -> None:
 
 
 def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:
-    """The record of a finished chunk whose shards are all on disk, else None."""
+    """The record of a finished chunk whose shards are all on disk as recorded, else None (the
+    chunk is then processed again: a deleted or cut shard is repaired, nothing else redone)."""
     path = out_dir / "chunks" / f"{key}.json"
-    if not path.exists():
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing (or, after a crash outside atomic writes, unreadable): redo
+    if any(shard_problem(out_dir, s) is not None for s in record["shards"]):
         return None
-    record: dict[str, Any] = json.loads(path.read_text())
-    if all((out_dir / s["path"]).exists() for s in record["shards"]):
-        return record
-    return None
+    return record
+
+
+def verify_build(out_dir: Path, *, checksums: bool = False) -> dict[str, Any]:
+    """The manifest of a finished, intact build in ``out_dir``: every shard it lists exists with
+    its recorded size (and, with ``checksums``, SHA-256). Raises DamagedBuildError, one line
+    naming the first bad file, for a damaged build, and BuildError where there is no manifest."""
+    out_dir = Path(out_dir)
+    manifest = _read_manifest(out_dir)
+    if manifest is None:
+        raise BuildError(f"{out_dir} holds no finished build (no readable manifest.json)")
+    problems = [
+        p for s in manifest["shards"] if (p := shard_problem(out_dir, s, checksum=checksums))
+    ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DamagedBuildError(f"damaged build in {out_dir}: {problems[0]}{more}; {REPAIR}")
+    return manifest
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 class _InlineRunner:

@@ -28,6 +28,7 @@ SPLITS = ("train", "val", "test")
 MANIFEST_VERSION = 1
 ELO_BIN = 100  # width of the Elo histogram's bins
 EXAMPLES_PER_REASON = 3  # rejected games named in the manifest per source and reason
+REPAIR = "run the same data build again to repair it"  # ends the messages of damaged builds
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -138,6 +139,27 @@ def _reject_reason(game: RawGame) -> tuple[str | None, str]:
 def _describe(headers: dict[str, str]) -> str:
     keys = ("Site", "White", "Black", "WhiteElo", "BlackElo", "Event", "Variant", "TimeControl")
     return " ".join(f"{k}={headers[k]!r}" for k in keys if k in headers)
+
+
+class DamagedBuildError(ValueError):
+    """A build's file is missing or not as its record says; the message (one line) names it."""
+
+
+def shard_problem(out_dir: Path, shard: dict[str, Any], *, checksum: bool = False) -> str | None:
+    """What is wrong with one shard of a build's record (missing, another size, another
+    checksum), in a few words naming the file; None if it is as recorded."""
+    path = Path(out_dir) / shard["path"]
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror})"
+    if size != shard["bytes"]:
+        return f"{path} has {size} bytes, not the {shard['bytes']} recorded"
+    if checksum and file_sha256(path) != shard["sha256"]:
+        return f"{path} does not match its recorded SHA-256 (it changed after the build)"
+    return None
 
 
 def _write_shard(path: Path, part: np.ndarray, split: str) -> dict[str, Any]:

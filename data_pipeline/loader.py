@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 
 import numpy as np
 
-from data_pipeline.chunks import SPLITS
+from data_pipeline.chunks import REPAIR, SPLITS, DamagedBuildError, shard_problem
 from data_pipeline.decode import EXAMPLE_DTYPE
-from data_pipeline.files import file_sha256
 
 # A batch: field name -> array with leading dimension B (see decode.EXAMPLE_DTYPE).
 #   obs uint8[B, OBS_LEN], action int32[B], result int8[B] (mover's view: 1 win, 0 draw, -1 loss),
@@ -54,7 +53,8 @@ class LoaderConfig:
 
 
 def shard_paths(data_dir: Path, split: str, *, verify: bool = False) -> list[Path]:
-    """The shards of a split in manifest order; with ``verify``, their checksums are checked."""
+    """The shards of a split in manifest order, each checked to exist with its recorded size;
+    with ``verify``, their checksums are checked too. Raises DamagedBuildError naming the file."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     manifest_path = Path(data_dir) / "manifest.json"
@@ -65,10 +65,10 @@ def shard_paths(data_dir: Path, split: str, *, verify: bool = False) -> list[Pat
     for shard in manifest["shards"]:
         if shard["split"] != split:
             continue
-        path = Path(data_dir) / shard["path"]
-        if verify and file_sha256(path) != shard["sha256"]:
-            raise ValueError(f"checksum mismatch for {path}: the shard changed after the build")
-        paths.append(path)
+        problem = shard_problem(Path(data_dir), shard, checksum=verify)
+        if problem is not None:
+            raise DamagedBuildError(f"damaged build in {data_dir}: {problem}; {REPAIR}")
+        paths.append(Path(data_dir) / shard["path"])
     if not paths:
         raise ValueError(f"the {split} split of {data_dir} has no examples")
     return paths
@@ -91,12 +91,10 @@ class BatchSource:
     """
 
     def __init__(self, paths: Sequence[Path], cfg: LoaderConfig) -> None:
-        from array_record.python.array_record_module import ArrayRecordReader
-
         self._paths = [str(p) for p in paths]
         counts = []
         for path in self._paths:
-            reader = ArrayRecordReader(path)
+            reader = _open(path)
             counts.append(reader.num_records())
             reader.close()
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # [S + 1]
@@ -129,9 +127,7 @@ class BatchSource:
                 self._rows = np.concatenate([_read_all(p) for p in self._paths])
             return _to_batch(self._rows[idx])
         if not self._readers:
-            from array_record.python.array_record_module import ArrayRecordReader
-
-            self._readers = [ArrayRecordReader(p) for p in self._paths]
+            self._readers = [_open(p) for p in self._paths]
         shard = np.searchsorted(self._starts, idx, side="right") - 1
         records: list[bytes] = [b""] * len(idx)
         for s in np.unique(shard):
@@ -165,10 +161,19 @@ def permute(x: np.ndarray, n: int, *, seed: tuple[int, ...]) -> np.ndarray:
     return out.astype(np.int64)
 
 
-def _read_all(path: str) -> np.ndarray:
+def _open(path: str) -> Any:
+    """An ArrayRecordReader, or an error naming the file (array_record says 'open() failed')."""
     from array_record.python.array_record_module import ArrayRecordReader
 
-    reader = ArrayRecordReader(path)
+    try:
+        return ArrayRecordReader(path)
+    except RuntimeError as e:
+        why = "is missing" if not Path(path).exists() else f"cannot be read as array_record ({e})"
+        raise DamagedBuildError(f"shard {path} {why}; {REPAIR}") from None
+
+
+def _read_all(path: str) -> np.ndarray:
+    reader = _open(path)
     try:
         return np.frombuffer(b"".join(reader.read_all()), dtype=EXAMPLE_DTYPE)
     finally:

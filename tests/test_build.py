@@ -204,3 +204,46 @@ def test_cli_filter_writes_games_unchanged_and_stats(tmp_path: Path) -> None:
         check=True,
     )
     assert "kept" in stats.stdout and "positions: train" in stats.stdout
+
+
+def test_damaged_build_is_named_in_one_line_and_repaired(tmp_path: Path) -> None:
+    from data_pipeline.build import DamagedBuildError, verify_build
+
+    out = tmp_path / "out"
+    manifest = build([str(data_file(SLICE))], out, CFG, use_ray=False, progress=False)
+    assert verify_build(out, checksums=True) == manifest
+    train = [out / s["path"] for s in manifest["shards"] if s["split"] == "train"]
+    val = [out / s["path"] for s in manifest["shards"] if s["split"] == "val"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.array_record")}
+    train[0].unlink()  # a deleted shard
+    with pytest.raises(DamagedBuildError) as e:
+        verify_build(out)
+    assert str(train[0]) in str(e.value) and "missing" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(DamagedBuildError, match=f"{train[0]} is missing"):
+        dataset(out, "train", LoaderConfig(batch_size=32))  # not array_record's bare RuntimeError
+    dataset(out, "test", LoaderConfig(batch_size=4))  # the other splits are intact
+    with open(val[-1], "r+b") as f:  # a shard cut short
+        f.truncate(100)
+    with pytest.raises(DamagedBuildError, match=r"is missing \(and 1 more\)"):
+        verify_build(out)
+    with pytest.raises(DamagedBuildError, match=f"{val[-1]} has 100 bytes"):
+        dataset(out, "val", LoaderConfig(batch_size=4))
+    # run again: the two damaged chunks are redone, nothing else, and the build is whole again
+    assert build([str(data_file(SLICE))], out, CFG, use_ray=False, progress=False) == manifest
+    assert verify_build(out, checksums=True) == manifest
+    redone = {p.stem for p, t in stamps.items() if p.stat().st_mtime_ns != t}
+    assert redone == {train[0].stem, val[-1].stem}  # with the same chunks' other splits
+    # a changed byte keeps the size: only the checksums see it
+    data = bytearray(train[2].read_bytes())
+    data[-1] ^= 0xFF
+    train[2].write_bytes(bytes(data))
+    verify_build(out)
+    with pytest.raises(DamagedBuildError, match="SHA-256"):
+        verify_build(out, checksums=True)
+    with pytest.raises(DamagedBuildError, match="SHA-256"):
+        from data_pipeline.loader import shard_paths
+
+        shard_paths(out, "train", verify=True)
+    (out / "manifest.json").unlink()
+    with pytest.raises(BuildError, match="no readable manifest"):
+        verify_build(out)
