@@ -1,5 +1,6 @@
-"""One chunk of a build: filter, decode and encode its games, write one shard per split and
-then, last, the chunk's record. Runs in a Ray task (or in-process); every write is atomic.
+"""The chunks of a build: a source cut into runs of ``chunk_games`` games (in the driver), and
+one chunk's work: filter, decode and encode its games, write one shard per split and then, last,
+the chunk's record. Runs in a Ray task (or in-process); every write is atomic.
 
 Shard format: array_record with ``group_size:1``, one record per example (``EXAMPLE_DTYPE``
 bytes). It is the format grain's random-access sources read natively; the loader reads each batch
@@ -13,19 +14,18 @@ import collections
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data_pipeline import decode
+from data_pipeline import decode, sources
 from data_pipeline.files import atomic_write_text, file_sha256
 from data_pipeline.filters import FilterConfig, header_predicates, prefilter
-from data_pipeline.pgn import RawGame, split_stray
+from data_pipeline.pgn import RawGame, iter_raw_games, split_stray
 
 SPLITS = ("train", "val", "test")
-MANIFEST_VERSION = 1
 ELO_BIN = 100  # width of the Elo histogram's bins
 EXAMPLES_PER_REASON = 3  # rejected games named in the manifest per source and reason
 REPAIR = "run the same data build again to repair it"  # ends the messages of damaged builds
@@ -64,6 +64,50 @@ class BuildConfig:
             if f[key] is not None:
                 f[key] = sorted(f[key])
         return d
+
+
+# --- chunking ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SourceScan:
+    """What the driver learns while streaming one source."""
+
+    source: sources.Source
+    chunks: list[str] = dataclasses.field(default_factory=list)
+    size: int | None = None
+    digest: str | None = None
+    error: str | None = None
+
+
+def iter_chunks(
+    scan: SourceScan, source_index: int, chunk_games: int
+) -> Iterator[tuple[str, list[RawGame]]]:
+    """(key, games) of each chunk of a source, in order; records size, hash and any error."""
+    games: list[RawGame] = []
+    chunk = 0
+    try:
+        with sources.open_source(scan.source) as stream:
+            try:
+                for game in iter_raw_games(stream, stray_text=False):  # split in the tasks
+                    games.append(game)
+                    if len(games) == chunk_games:
+                        yield _chunk_key(source_index, chunk), games
+                        chunk, games = chunk + 1, []
+            except sources.SourceError as e:
+                scan.error = str(e)
+            scan.size, scan.digest = stream.raw_bytes_read, stream.digest()
+    except sources.SourceError as e:
+        scan.error = str(e)
+    if games:
+        yield _chunk_key(source_index, chunk), games
+
+
+def _chunk_key(source_index: int, chunk: int) -> str:
+    return f"s{source_index:04d}-c{chunk:06d}"
+
+
+# --- one chunk --------------------------------------------------------------------------------
 
 
 def split_of(game_ids: np.ndarray, cfg: SplitConfig) -> np.ndarray:
