@@ -4,20 +4,31 @@ say what went wrong before anything is uploaded.
 Token authentication (Ray >= 2.52): the Jobs API answers 401 without an ``Authorization: Bearer
 TOKEN`` header and 403 with a wrong one. The token is found as Ray's own tools find it (see
 ``resolve_token``) and sent explicitly with every request; it is never logged.
+
+Where the token goes: a warning (once per process) when it would cross the network in clear
+text, plain http to a host outside loopback (``plain_http_warning``); and never across a
+redirect to another host or port. elocap's own requests (``probe``) follow redirects with
+``SameOriginAuthRedirectHandler``, which drops the header then (urllib's default handler copies
+every header to the new location); Ray's job SDK uses ``requests`` and ``aiohttp``, which drop
+``Authorization`` when a redirect changes the origin themselves (tests/test_submit.py checks
+both against real servers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DASHBOARD_PORT = 8265  # the Ray Jobs API is served by the head's dashboard
 _ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # Ray's client prefers these silently
@@ -85,7 +96,94 @@ def normalize_address(address: str) -> str:
         raise ValueError(f"bad port in cluster address {address!r}") from e
     if not url.hostname or url.path not in ("", "/"):
         raise ValueError(f"bad cluster address {address!r}; expected http://HOST:PORT")
-    return f"{url.scheme}://{url.hostname}:{port or DEFAULT_DASHBOARD_PORT}"
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # IPv6 literal
+    return f"{url.scheme}://{host}:{port or DEFAULT_DASHBOARD_PORT}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (also as ``[::1]`` or IPv4-mapped): this machine
+    only. Names are not resolved: any other name may lead off the host."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def plain_http_warning(address: str, token: Token | None) -> str | None:
+    """The warning due when ``token`` would be sent in clear text to ``address`` (plain http
+    to a host outside loopback); None for https, loopback, or no token. Sends nothing."""
+    if token is None:
+        return None
+    url = urllib.parse.urlsplit(address if "://" in address else f"http://{address}")
+    if url.scheme != "http" or is_loopback_host(url.hostname or ""):
+        return None
+    return (
+        f"warning: the cluster's token ({token.source}) goes to {address} over plain http, "
+        "readable by anyone on the way: prefer https (TLS in front of the dashboard) or an SSH "
+        f"tunnel (ssh -L {DEFAULT_DASHBOARD_PORT}:127.0.0.1:{DEFAULT_DASHBOARD_PORT} HEAD, "
+        f"then --address http://127.0.0.1:{DEFAULT_DASHBOARD_PORT})"
+    )
+
+
+_plain_http_warned = False  # once per process
+
+
+def warn_plain_http_once(
+    address: str, token: Token | None, write: Callable[[str], object] | None = None
+) -> bool:
+    """Write ``plain_http_warning`` (to stderr by default) the first time it applies in this
+    process; whether it was written now."""
+    global _plain_http_warned
+    message = plain_http_warning(address, token)
+    if message is None or _plain_http_warned:
+        return False
+    _plain_http_warned = True
+    (write or (lambda text: print(text, file=sys.stderr)))(message)
+    return True
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class SameOriginAuthRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, except that ``Authorization`` (and ``Cookie``) follow only to the
+    same scheme, host and port: urllib's own handler copies every header to any location."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in ("Authorization", "Cookie"):
+                new.remove_header(name)
+        return new
+
+
+def open_url(request: urllib.request.Request, timeout_s: float) -> Any:
+    """``urllib.request.urlopen`` whose redirects keep the token to its own origin (built per
+    call, so that the proxy settings are the environment's of now, as urlopen's)."""
+    return urllib.request.build_opener(SameOriginAuthRedirectHandler).open(
+        request, timeout=timeout_s
+    )
 
 
 def _explain_url_error(address: str, e: urllib.error.URLError, timeout_s: float) -> str:
@@ -109,7 +207,7 @@ def probe(address: str, token: Token | None, timeout_s: float) -> None:
     headers = {"Authorization": f"Bearer {token.value}"} if token else {}
     request = urllib.request.Request(f"{address}/api/version", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as r:
+        with open_url(request, timeout_s) as r:
             body = r.read()
     except urllib.error.HTTPError as e:
         if e.code == 401:

@@ -22,7 +22,9 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address",
         default=os.environ.get("RAY_API_SERVER_ADDRESS"),
-        help="the cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)",
+        help="the cluster's Jobs API, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS); "
+        "off this host, prefer https:// or an SSH tunnel: plain http shows the token to the "
+        "network (a warning says so)",
     )
     p.add_argument(
         "--token-file",

@@ -33,8 +33,10 @@ from jobs.cluster_access import (
     Token,
     explicit_address,
     normalize_address,
+    plain_http_warning,
     probe,
     resolve_token,
+    warn_plain_http_once,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "find_project",
     "normalize_address",
     "parse_resources",
+    "plain_http_warning",
     "project_requirements",
     "project_runtime_env",
     "resolve_token",
@@ -241,11 +244,16 @@ def study_job(request: StudyRequest) -> JobSpec:
 
 
 class ClusterClient:
-    """A Ray Jobs API client with a timeout-checked connection and clear errors."""
+    """A Ray Jobs API client with a timeout-checked connection and clear errors.
+
+    The token goes in the ``Authorization`` header of every request, never across a redirect
+    to another origin (``jobs.cluster_access``), with a warning once per process where it
+    would travel over plain http to a host outside loopback."""
 
     def __init__(self, address: str, token: Token | None, *, timeout_s: float = 10.0) -> None:
         self.address = normalize_address(address)
         self.token = token
+        warn_plain_http_once(self.address, token)  # before the first request carries it
         probe(self.address, token, timeout_s)
         from ray.job_submission import JobSubmissionClient  # after the probe: slow to import
 

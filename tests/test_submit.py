@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs import cluster_access, submit
+from jobs.cluster_access import probe, warn_plain_http_once
 from jobs.cmd_submit import register_study_commands
 from jobs.submit import (
     ClusterClient,
@@ -34,8 +36,10 @@ from jobs.submit import (
     JobSpec,
     Resources,
     StudyRequest,
+    Token,
     normalize_address,
     parse_resources,
+    plain_http_warning,
     project_requirements,
     resolve_token,
     study_job,
@@ -384,3 +388,199 @@ def test_study_job_and_runtime_env(tmp_path: Path) -> None:
     assert "pip" not in default.runtime_env  # the nodes have the dependencies
     assert project_requirements(ROOT, "cpu") == project_requirements(ROOT, "cpu")
     assert "jax[tpu]>=0.4.30" in project_requirements(ROOT, "tpu")
+
+
+# --- where the token goes: redirects and plain http ---------------------------------------------
+
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+class _Recorder(http.server.ThreadingHTTPServer):
+    """A local HTTP server that records every request's path and headers and answers from
+    ``routes``: path -> ("redirect", location) or ("json", body); anything else is a 404."""
+
+    def __init__(self, host: str) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.routes: dict[str, tuple[str, str]] = {}
+        super().__init__((host, 0), _RecordingHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.socket.getsockname()[0]}:{self.server_port}"
+
+    def auth_seen(self, path: str) -> list[str | None]:
+        """The Authorization header of each request for ``path`` (None: it had none)."""
+        return [h.get("authorization") for p, h in self.seen if p == path]
+
+
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        kind, value = self.server.routes.get(self.path, ("missing", ""))
+        if kind == "redirect":
+            self.send_response(307)
+            self.send_header("Location", value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif kind == "json":
+            body = value.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def two_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Recorder, _Recorder]]:
+    """Servers on 127.0.0.1 and on 127.0.0.2: two hosts, as far as any HTTP client can tell."""
+    for name in _PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    servers = (_Recorder("127.0.0.1"), _Recorder("127.0.0.2"))
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+_VERSION = '{"ray_version": "2.60.0", "version": "2"}'
+
+
+def _token(tmp_path: Path) -> tuple[Path, str]:
+    value = secrets.token_hex(16)
+    path = tmp_path / "token"
+    path.write_text(value)
+    return path, f"Bearer {value}"
+
+
+def test_probe_drops_the_token_on_a_redirect_to_another_host(
+    two_hosts: tuple[_Recorder, _Recorder], tmp_path: Path
+) -> None:
+    first, second = two_hosts
+    token_file, bearer = _token(tmp_path)
+    first.routes["/api/version"] = ("redirect", f"{second.url}/api/version")
+    second.routes["/api/version"] = ("json", _VERSION)
+    probe(first.url, resolve_token(token_file), 10)
+    assert first.auth_seen("/api/version") == [bearer]
+    assert second.auth_seen("/api/version") == [None]  # it arrived, without the token
+
+
+def test_probe_keeps_the_token_on_the_same_host_and_port_only(
+    two_hosts: tuple[_Recorder, _Recorder], tmp_path: Path
+) -> None:
+    first, _ = two_hosts
+    other_port = _Recorder("127.0.0.1")  # the same host, another port: another origin
+    try:
+        token_file, bearer = _token(tmp_path)
+        token = resolve_token(token_file)
+        first.routes["/api/version"] = ("redirect", "/api/moved")  # relative: same origin
+        first.routes["/api/moved"] = ("json", _VERSION)
+        probe(first.url, token, 10)
+        assert first.auth_seen("/api/version") == [bearer]
+        assert first.auth_seen("/api/moved") == [bearer]
+
+        first.routes["/api/version"] = ("redirect", f"{other_port.url}/api/version")
+        other_port.routes["/api/version"] = ("json", _VERSION)
+        probe(first.url, token, 10)
+        assert other_port.auth_seen("/api/version") == [None]
+    finally:
+        other_port.shutdown()
+        other_port.server_close()
+
+
+def test_ray_sdk_requests_drop_the_token_on_a_redirect_to_another_host(
+    two_hosts: tuple[_Recorder, _Recorder], tmp_path: Path
+) -> None:
+    """Status, logs and stop go through Ray's job SDK (``requests``), not ``probe``."""
+    first, second = two_hosts
+    token_file, bearer = _token(tmp_path)
+    first.routes["/api/version"] = ("json", _VERSION)
+    first.routes["/api/jobs/j1"] = ("redirect", f"{second.url}/api/jobs/j1")
+    first.routes["/api/jobs/j2"] = ("redirect", "/api/jobs/j2/here")
+    client = ClusterClient(first.url, resolve_token(token_file))
+    with pytest.raises(ClusterError, match="no job 'j1'"):  # the second server's 404
+        client.info("j1")
+    assert first.auth_seen("/api/jobs/j1") == [bearer]
+    assert second.auth_seen("/api/jobs/j1") == [None]
+    with pytest.raises(ClusterError, match="no job 'j2'"):
+        client.info("j2")
+    assert first.auth_seen("/api/jobs/j2/here") == [bearer]  # same host and port: kept
+
+
+def test_plain_http_warning_decides_without_sending_anything() -> None:
+    token = Token(value="secret", source="--token-file t")
+    for address in ("http://10.0.0.5:8265", "http://head.example.org:8265", "http://0.0.0.0:1"):
+        message = plain_http_warning(address, token)
+        assert message is not None and address in message and "plain http" in message
+        assert "secret" not in message
+    assert plain_http_warning("10.0.0.5:8265", token) is not None  # no scheme: http
+    quiet = (
+        "https://10.0.0.5:443",
+        "https://ray.example.org:8443",
+        "http://127.0.0.1:8265",
+        "http://127.4.5.6:8265",
+        "http://localhost:8265",
+        "http://LOCALHOST.:8265",
+        "http://[::1]:8265",
+        "http://[::ffff:127.0.0.1]:8265",
+    )
+    for address in quiet:
+        assert plain_http_warning(address, token) is None, address
+    assert plain_http_warning("http://10.0.0.5:8265", None) is None  # no token, nothing to see
+    assert normalize_address("http://[::1]:9000") == "http://[::1]:9000"
+
+
+def test_plain_http_warning_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_access, "_plain_http_warned", False)
+    token = Token(value="secret", source="$RAY_AUTH_TOKEN")
+    written: list[str] = []
+    assert not warn_plain_http_once("https://10.0.0.5:443", token, written.append)
+    assert not warn_plain_http_once("http://127.0.0.1:8265", token, written.append)
+    assert written == []  # and the one warning is still due
+    assert warn_plain_http_once("http://10.0.0.5:8265", token, written.append)
+    assert not warn_plain_http_once("http://10.0.0.5:8265", token, written.append)
+    assert not warn_plain_http_once("http://10.0.0.6:8265", token, written.append)
+    assert len(written) == 1 and "http://10.0.0.5:8265" in written[0]
+
+
+def test_commands_warn_once_before_the_token_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """submit, status, logs and stop: the warning comes first, once; the connection is
+    stubbed out, so nothing is sent to the non-loopback address."""
+    sent: list[str] = []
+
+    def no_connection(address: str, token: object, timeout_s: float) -> None:
+        sent.append(address)
+        raise ClusterError("not connecting in this test")
+
+    monkeypatch.setattr(submit, "probe", no_connection)
+    monkeypatch.setattr(cluster_access, "_plain_http_warned", False)
+    token_file, _ = _token(tmp_path)
+    auth = ("--token-file", str(token_file))
+    monkeypatch.chdir(ROOT)
+    for address in ("http://127.0.0.1:8265", "https://10.0.0.5:443"):
+        assert _run(["status", "--address", address, *auth], capsys)[0] == 2
+    assert "plain http" not in capsys.readouterr().err
+    far = ("--address", "http://10.0.0.5:8265", *auth)
+    runs = [
+        ["submit", *far, "--no-wait", "pyproject.toml"],
+        ["status", *far],
+        ["logs", *far, "job"],
+        ["stop", *far, "job"],
+    ]
+    for argv in runs:
+        code, message = _run(argv, capsys)
+        assert code == 2 and "not connecting" in message
+    assert capsys.readouterr().err.count("plain http") == 1
+    assert sent == ["http://127.0.0.1:8265", "https://10.0.0.5:443", *["http://10.0.0.5:8265"] * 4]
