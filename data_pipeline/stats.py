@@ -12,6 +12,8 @@ def summary(manifest: dict[str, Any]) -> str:
     cap = manifest["config"]["filters"]["cap"]
     rule = manifest["config"]["filters"]["elo_rule"]
     lines.append(f"Elo cap {cap} (rule: {rule}); {len(manifest['shards'])} shards")
+    if "build_id" in manifest:
+        lines.append(f"build {manifest['build_id'][:16]} (of its config and sources' contents)")
     lines.append(f"games {games:,}, kept {kept:,} ({kept / max(games, 1):.1%})")
     lines.append("sources:")
     for s in manifest["sources"]:
