@@ -96,7 +96,7 @@ class RatingTable:
 
     def write_csv(self, path: Path) -> None:
         """Writes the CSV atomically (columns name,rating,lower,upper,games,score)."""
-        from data_pipeline.files import atomic_write_text
+        from elocap.files import atomic_write_text
 
         atomic_write_text(Path(path), self.to_csv())
 

@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from elocap import workdir as wdm
+from elocap.workdir import REGIMES as REGIMES
 
 CHECKPOINT_COLUMNS: tuple[str, ...] = wdm.columns(wdm.CheckpointRow)
 RATING_COLUMNS: tuple[str, ...] = wdm.columns(wdm.RatingRow)

@@ -65,7 +65,7 @@ def _config(a: argparse.Namespace) -> ReportConfig:
 
 def _fit(a: argparse.Namespace) -> int:
     from analysis.report import fits_json, run_analysis
-    from data_pipeline.files import atomic_write_text
+    from elocap.files import atomic_write_text
 
     analysis = run_analysis(a.workdir, _config(a))
     text = fits_json(analysis)
