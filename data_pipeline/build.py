@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -43,9 +42,10 @@ from data_pipeline.chunks import (
     process_chunk,
     shard_problem,
 )
-from data_pipeline.files import atomic_write_text
 from data_pipeline.filters import REASONS
 from data_pipeline.pgn import RawGame
+from elocap.execution import require_ray
+from elocap.files import atomic_write_text
 
 __all__ = [
     "SPLITS",
@@ -424,10 +424,7 @@ class _RayRunner:
     """Processes chunks in Ray tasks, with at most two tasks per worker in flight."""
 
     def __init__(self, workers: int) -> None:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
+        ray = require_ray()  # started or joined by the entry point, never here
         self._ray = ray
         self._task = ray.remote(num_cpus=1, max_retries=3)(process_chunk)
         self._pending: list[Any] = []

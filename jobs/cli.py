@@ -71,6 +71,10 @@ def _data_build(a: argparse.Namespace) -> int:
         chunk_games=a.chunk_games,
     )
     progress = None if not a.no_progress else False
+    if not a.no_ray:  # this entry point starts or joins Ray; the build only uses it
+        from jobs.entry import executor
+
+        executor()
     manifest = build(
         a.sources,
         a.out,

@@ -104,6 +104,8 @@ def data_identity(data_dir: Path) -> str:
         raise FileNotFoundError(f"{manifest} does not exist: build the data first")
     try:
         m = json.loads(manifest.read_text())
+        if m.get("build_id"):  # the build's own identity (config and sources' contents)
+            return str(m["build_id"])[:16]
         sources = [[s["bytes"], s.get(HASH_ALGORITHM)] for s in m["sources"]]
         return config_hash({"config": m["config"], "sources": sources}, 16)
     except (ValueError, KeyError, TypeError):
