@@ -206,8 +206,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_third_party() -> None:
+    """orbax logs every read-only checkpoint manager through absl at WARNING: noise to a user."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _quiet_third_party()
     try:
         return int(args.func(args))
     except (ValueError, OSError, SourceError, BuildError) as e:  # bad configs, sources, disks
