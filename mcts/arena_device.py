@@ -18,19 +18,19 @@ import chess
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pgx
 
+from data_pipeline import pgx_rules
 from data_pipeline.encoding import action_to_move, move_to_action
 from mcts.agents import AgentSpec, NetworkAgent, _network_of
 from mcts.openings import Opening
 from mcts.policy import DevicePolicy, network_policy, select_action
 
-PGX_MAX_PLIES = 512  # pgx chess ends every game at 512 plies
+PGX_MAX_PLIES = pgx_rules.MAX_PLIES  # pgx chess ends every game at 512 plies
 
 
 def _random_policy(params: Any, states: Any, key: jax.Array) -> jax.Array:
     del params
-    logits = jnp.where(states.legal_action_mask, 0.0, -1e9)  # f32[B, 4672]
+    logits = jnp.where(pgx_rules.env_legal_mask(states), 0.0, -1e9)  # f32[B, 4672]
     return select_action(logits, key, 1.0)
 
 
@@ -56,7 +56,6 @@ def device_policy(spec: AgentSpec) -> tuple[PolicyKey, Any]:
 @functools.lru_cache(maxsize=32)
 def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., jax.Array]:
     policy_a, policy_b = _POLICIES[key_a], _POLICIES[key_b]
-    env = pgx.make("chess")
 
     def run(
         params_a: Any,
@@ -67,12 +66,12 @@ def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., 
         key: jax.Array,
     ) -> jax.Array:  # int32[B, plies]
         batch = opening.shape[0]
-        states = jax.vmap(env.init)(jax.random.split(jax.random.key(0), batch))
+        states = jax.vmap(pgx_rules.init)(jax.random.split(jax.random.key(0), batch))
         out = jnp.full((batch, plies), -1, jnp.int32)
 
         def cond(carry: tuple[Any, jax.Array, jax.Array, jax.Array]) -> jax.Array:
             states, ply, _, _ = carry
-            return (ply < plies) & ~jnp.all(states.terminated)
+            return (ply < plies) & ~jnp.all(pgx_rules.terminated(states))
 
         def body(
             carry: tuple[Any, jax.Array, jax.Array, jax.Array],
@@ -81,13 +80,14 @@ def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., 
             key, ka, kb = jax.random.split(key, 3)
             act_a = policy_a(params_a, states, ka)  # int32[B]
             act_b = policy_b(params_b, states, kb)
-            a_moves = (states._x.color == 0) == a_white  # bool[B]
+            a_moves = (pgx_rules.position(states).color == 0) == a_white  # bool[B]
             action = jnp.where(a_moves, act_a, act_b)
             forced = opening[:, jnp.minimum(ply, opening.shape[1] - 1)]
             action = jnp.where(ply < opening_len, forced, action)
-            action = jnp.where(states.terminated, 0, action)
-            out = out.at[:, ply].set(jnp.where(states.terminated, -1, action))
-            states = jax.vmap(env.step)(states, action)
+            over = pgx_rules.terminated(states)  # bool[B]
+            action = jnp.where(over, 0, action)
+            out = out.at[:, ply].set(jnp.where(over, -1, action))
+            states = jax.vmap(pgx_rules.step)(states, action)
             return states, ply + 1, key, out
 
         _, _, _, out = jax.lax.while_loop(cond, body, (states, jnp.int32(0), key, out))

@@ -14,11 +14,12 @@ what the rules and the search need, about 1.4 KiB:
   ``NUM_ACTIONS``): search addresses a node's children by slot, so its per-action arrays have
   ``MAX_MOVES`` entries instead of 4672 (a legal chess position has at most 218 moves).
 
-The rules are pgx's own functions (``pgx._src.games.chess``: move application, move generation,
-hashing, insufficient material), composed as ``pgx.chess.Chess.step`` composes them; the tests
-check this state against pgx's along random games, and the encoding against python-chess. One
-deliberate difference: pgx's history starts from a wrong hash of the initial position (see
-``from_pgx``), so pgx misses repetitions of the starting position; this module counts them.
+The rules are pgx's own functions (move application, move generation, hashing, insufficient
+material), reached through ``data_pipeline.pgx_rules`` (the one module that touches pgx) and
+composed as pgx's ``Chess.step`` composes them; the tests check this state against pgx's along
+random games, and the encoding against python-chess. One deliberate difference: pgx's history
+starts from a wrong hash of the initial position (see ``from_pgx``), so pgx misses repetitions
+of the starting position; this module counts them.
 
 Every function here is written for ONE game; ``jax.vmap`` it for a batch (``*_batch`` helpers
 do that for the common cases). ``ChessState`` fields are shown unbatched.
@@ -33,12 +34,12 @@ import chess
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pgx.chess
 from flax import struct
-from pgx._src.games import chess as _chess
 
+from data_pipeline import pgx_rules
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN, encode_board, move_to_action
-from data_pipeline.encoding_jax import encode_pgx_state
+from data_pipeline.encoding_jax import encode_position, position_from_obs
+from data_pipeline.pgx_rules import Position
 
 __all__ = [
     "HISTORY",
@@ -62,7 +63,7 @@ __all__ = [
 
 MAX_MOVES = 256  # legal-move slots per position (the most in any legal chess position is 218)
 HISTORY = 101  # hashes kept: this position and the 100 before it (pgx's fifty-move horizon)
-MAX_PLIES = _chess.MAX_TERMINATION_STEPS  # pgx ends every game after 512 plies (a draw)
+MAX_PLIES = pgx_rules.MAX_PLIES  # pgx ends every game after 512 plies (a draw)
 
 # Why a game ended (``ChessState.reason``; self-play adds the last two). Index = code.
 REASONS: tuple[str, ...] = (
@@ -79,10 +80,6 @@ REASONS: tuple[str, ...] = (
     "adjudicated",  # self-play: stopped at the cap, scored for the side ahead in material
 )
 RUNNING, CHECKMATE, ILLEGAL = 0, 1, REASONS.index("illegal_move")
-
-# pgx square (file * 8 + rank) <-> python-chess square (rank * 8 + file): an involution.
-_SWAP = jnp.arange(64, dtype=jnp.int32).reshape(8, 8).T.reshape(64)  # int32[64]
-_OPP = 6  # opponent's token = piece + 6 in the encoding
 
 
 @struct.dataclass
@@ -102,32 +99,31 @@ class ChessState:
     reason: jax.Array  # int8[] index into REASONS; 0 while running
 
 
-def _game_state(s: ChessState) -> _chess.GameState:
-    """pgx's GameState for the rule functions (fields they do not read keep pgx's defaults)."""
-    return _chess.GameState(
-        color=s.color.astype(jnp.int32),
+def _position(s: ChessState) -> Position:
+    """The position, as the rule functions read it."""
+    return Position(
         board=s.board.astype(jnp.int32),
-        castling_rights=s.castling,
+        color=s.color.astype(jnp.int32),
+        castling=s.castling,
         en_passant=s.en_passant.astype(jnp.int32),
-        halfmove_count=s.halfmove,
-        step_count=s.ply,
+        halfmove=s.halfmove,
     )
 
 
-def _finish(gs: _chess.GameState, hashes: jax.Array, ply: jax.Array) -> ChessState:
-    """The state of position ``gs`` with ``hashes`` (row 0 = its own): legal moves and pgx's
+def _finish(p: Position, hashes: jax.Array, ply: jax.Array) -> ChessState:
+    """The state of position ``p`` with ``hashes`` (row 0 = its own): legal moves and pgx's
     terminal rules (``Game.is_terminal``, ``Game.rewards``), with the reason recorded."""
-    mask = _chess._legal_action_mask(gs)  # bool[4672]
+    mask = pgx_rules.legal_mask(p)  # bool[4672]
     moves = _move_list(mask)
     no_moves = ~mask.any()
-    checked = _chess._is_checked(gs)
+    checked = pgx_rules.in_check(p)
     repeats = (hashes == hashes[0]).all(axis=1).sum() - 1
     ends = jnp.stack(  # in REASONS order, from "checkmate"
         [
             no_moves & checked,
             no_moves & ~checked,
-            _chess.has_insufficient_pieces(gs),
-            gs.halfmove_count >= 100,
+            pgx_rules.insufficient_material(p),
+            p.halfmove >= 100,
             repeats >= 2,
             ply >= MAX_PLIES,
         ]
@@ -135,11 +131,11 @@ def _finish(gs: _chess.GameState, hashes: jax.Array, ply: jax.Array) -> ChessSta
     terminated = ends.any()
     reason = jnp.where(terminated, jnp.argmax(ends) + 1, RUNNING).astype(jnp.int8)
     return ChessState(
-        board=gs.board.astype(jnp.int8),
-        color=jnp.asarray(gs.color, jnp.int8),
-        castling=gs.castling_rights,
-        en_passant=jnp.asarray(gs.en_passant, jnp.int8),
-        halfmove=jnp.asarray(gs.halfmove_count, jnp.int32),
+        board=p.board.astype(jnp.int8),
+        color=jnp.asarray(p.color, jnp.int8),
+        castling=p.castling,
+        en_passant=jnp.asarray(p.en_passant, jnp.int8),
+        halfmove=jnp.asarray(p.halfmove, jnp.int32),
         ply=jnp.asarray(ply, jnp.int32),
         hashes=hashes,
         moves=moves,
@@ -162,47 +158,32 @@ def _move_list(mask: jax.Array) -> jax.Array:  # bool[NUM_ACTIONS] -> int16[MAX_
     return jnp.concatenate([ids, jnp.array([NUM_ACTIONS])])[slots].astype(jnp.int16)
 
 
-def _first_hashes(gs: _chess.GameState) -> jax.Array:  # uint32[HISTORY, 2]
-    return jnp.zeros((HISTORY, 2), jnp.uint32).at[0].set(_chess._zobrist_hash(gs))
+def _first_hashes(p: Position) -> jax.Array:  # uint32[HISTORY, 2]
+    return jnp.zeros((HISTORY, 2), jnp.uint32).at[0].set(pgx_rules.zobrist_hash(p))
 
 
 def initial_state() -> ChessState:
     """The standard starting position, white to move."""
-    gs = _chess.GameState()
-    return _finish(gs, _first_hashes(gs), jnp.int32(0))
+    p = pgx_rules.initial_position()
+    return _finish(p, _first_hashes(p), jnp.int32(0))
 
 
-def from_pgx(state: pgx.chess.State) -> ChessState:
+def from_pgx(state: pgx_rules.State) -> ChessState:
     """The compact state of ONE pgx chess state (its last ``HISTORY`` hashes are kept).
 
-    pgx seeds a game's history with a constant (``INIT_ZOBRIST_HASH``) that is not the hash its
-    own function gives the starting position, so pgx never counts a return to the start as a
-    repetition; that entry is replaced by the true hash here."""
-    x = state._x
-    hashes = x.hash_history[:HISTORY]  # uint32[HISTORY, 2]
-    stale = (hashes == _chess.INIT_ZOBRIST_HASH).all(axis=1, keepdims=True)
-    hashes = jnp.where(stale, _chess._zobrist_hash(_chess.GameState()), hashes)
-    return _finish(x, hashes, x.step_count)
+    pgx seeds a game's history with a constant (``pgx_rules.SEED_HASH``) that is not the hash
+    its own function gives the starting position, so pgx never counts a return to the start as
+    a repetition; that entry is replaced by the true hash here."""
+    hashes = pgx_rules.hash_history(state)[:HISTORY]  # uint32[HISTORY, 2]
+    stale = (hashes == pgx_rules.SEED_HASH).all(axis=1, keepdims=True)
+    hashes = jnp.where(stale, pgx_rules.zobrist_hash(pgx_rules.initial_position()), hashes)
+    return _finish(pgx_rules.position(state), hashes, pgx_rules.plies(state))
 
 
 def from_obs(obs: jax.Array, color: jax.Array) -> ChessState:  # uint8[67], int[] 0 white 1 black
     """The state of an encoded position (no history: repetitions count from here, ply 0)."""
-    tokens = obs.astype(jnp.int32)
-    squares = tokens[:64]  # python-chess numbering, mover's frame
-    board = jnp.where(squares > _OPP, _OPP - squares, squares)[_SWAP]  # pgx numbering and signs
-    c = tokens[64]
-    castling = jnp.stack(
-        [jnp.stack([(c >> 1) & 1, c & 1]), jnp.stack([(c >> 3) & 1, (c >> 2) & 1])]
-    ).astype(jnp.bool_)  # bool[2, 2]
-    ep = tokens[65]
-    gs = _chess.GameState(
-        color=jnp.asarray(color, jnp.int32),
-        board=board,
-        castling_rights=castling,
-        en_passant=jnp.where(ep > 0, (ep - 1) * 8 + 5, -1),
-        halfmove_count=tokens[66],
-    )
-    return _finish(gs, _first_hashes(gs), jnp.int32(0))
+    p = position_from_obs(obs, color)
+    return _finish(p, _first_hashes(p), jnp.int32(0))
 
 
 def legal_mask(state: ChessState) -> jax.Array:  # bool[NUM_ACTIONS]
@@ -222,9 +203,8 @@ def material(state: ChessState) -> jax.Array:  # int32[]
 
 
 def observe(state: ChessState) -> jax.Array:  # uint8[OBS_LEN]
-    """The one encoding of the position (``data_pipeline.encoding_jax.encode_pgx_state``)."""
-    gs = _game_state(state)._replace(legal_action_mask=legal_mask(state))
-    return encode_pgx_state(pgx.chess.State(_x=gs))
+    """The one encoding of the position (``data_pipeline.encoding_jax.encode_position``)."""
+    return encode_position(_position(state), legal_mask(state))
 
 
 def step(state: ChessState, action: jax.Array) -> tuple[ChessState, jax.Array]:
@@ -233,11 +213,9 @@ def step(state: ChessState, action: jax.Array) -> tuple[ChessState, jax.Array]:
     A finished game stays as it is, with reward 0."""
     action = jnp.asarray(action, jnp.int32)
     legal = (state.moves.astype(jnp.int32) == action).any() & (action < NUM_ACTIONS)
-    gs = _game_state(state)
-    gs = _chess._apply_move(gs, _chess.Action._from_label(jnp.clip(action, 0, NUM_ACTIONS - 1)))
-    gs = _chess._flip(gs)
-    hashes = jnp.concatenate([_chess._zobrist_hash(gs)[None], state.hashes[:-1]])
-    moved = _finish(gs, hashes, state.ply + 1)
+    p = pgx_rules.play(_position(state), jnp.clip(action, 0, NUM_ACTIONS - 1))
+    hashes = jnp.concatenate([pgx_rules.zobrist_hash(p)[None], state.hashes[:-1]])
+    moved = _finish(p, hashes, state.ply + 1)
     forfeit = dataclasses.replace(
         state, terminated=jnp.bool_(True), result=jnp.int8(-1), reason=jnp.int8(ILLEGAL)
     )

@@ -26,9 +26,9 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import mctx
-import pgx.chess
 from flax import struct
 
+from data_pipeline import pgx_rules
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
 from mcts.env import MAX_MOVES, ChessState, from_obs, from_pgx, initial_state, observe, step
 from scaling.model import PolicyValueNet, param_shapes
@@ -46,6 +46,14 @@ __all__ = [
     "search_policy",
     "tree_memory",
 ]
+
+# mctx is used here only, through its public API: gumbel_muzero_policy, muzero_policy (with the
+# qtransform, dirichlet_fraction, pb_c_* and temperature arguments), RootFnOutput,
+# RecurrentFnOutput, PolicyOutput (search_tree), Tree (qvalues, summary, children_visits,
+# node_values, raw_values, embeddings).
+# mctx counts its releases in the last component (0.0.N), so the tested range is one release.
+TESTED_MCTX = (0, 0, 71)
+pgx_rules.check_tested_version("mctx", mctx.__version__, TESTED_MCTX, "mcts/search.py")
 
 _MASKED = float(jnp.finfo(jnp.float32).min)  # mctx's logit for an invalid action
 
@@ -287,10 +295,10 @@ def dense_policy(moves: jax.Array, weights: jax.Array) -> jax.Array:
     return dense[:, :NUM_ACTIONS].reshape(*lead, NUM_ACTIONS)
 
 
-def _as_states(states: ChessState | pgx.chess.State | jax.Array) -> ChessState:
+def _as_states(states: ChessState | pgx_rules.State | jax.Array) -> ChessState:
     if isinstance(states, ChessState):
         return states
-    if isinstance(states, pgx.chess.State):
+    if isinstance(states, pgx_rules.State):
         return jax.vmap(from_pgx)(states)
     obs = jnp.asarray(states)
     if obs.ndim != 2 or obs.shape[1] != OBS_LEN:
@@ -303,7 +311,7 @@ def _as_states(states: ChessState | pgx.chess.State | jax.Array) -> ChessState:
 def search_policy(
     net: PolicyValueNet,
     params: Any,
-    states: ChessState | pgx.chess.State | jax.Array,  # a batch [B] (or obs uint8[B, 67])
+    states: ChessState | pgx_rules.State | jax.Array,  # a batch [B] (or obs uint8[B, 67])
     key: jax.Array,
     cfg: SearchConfig,
     elo: int | None = None,
@@ -342,7 +350,7 @@ def tree_memory(net: PolicyValueNet, cfg: SearchConfig, batch_size: int) -> Tree
         return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
     nodes = batch_size * (cfg.num_simulations + 1)
-    pgx_state = jax.eval_shape(pgx.chess.Chess().init, jax.random.key(0))
+    pgx_state = jax.eval_shape(pgx_rules.init, jax.random.key(0))
     per_action = 6 * 4 * NUM_ACTIONS  # children index/prior/visits/rewards/discounts/values
     return TreeMemory(
         bytes_per_node=nbytes(out.search_tree) / nodes,
