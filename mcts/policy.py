@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipeline import pgx_rules
 from data_pipeline.encoding_jax import encode_pgx_state
 from scaling.config import ModelConfig
 from scaling.model import PolicyValueNet
@@ -94,7 +95,7 @@ def _functions(
     def device(params: Any, states: Any, key: jax.Array) -> jax.Array:
         if sims == 0:
             obs = jax.vmap(encode_pgx_state)(states)  # uint8[B, 67]
-            return raw(params, obs, states.legal_action_mask, key)
+            return raw(params, obs, pgx_rules.env_legal_mask(states), key)
         from mcts.search import SearchConfig, search_policy
 
         # temperature 0: a deterministic search (no Gumbel noise), the most visited move
