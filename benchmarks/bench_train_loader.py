@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from _common import SLICE_2021, library_version, machine, median, require, runs, scratch_dir, table
 from jax.sharding import Mesh
@@ -24,18 +23,18 @@ from jax.sharding import Mesh
 from data_pipeline.build import BuildConfig, build
 from data_pipeline.filters import FilterConfig
 from data_pipeline.loader import LoaderConfig, dataset
+from scaling.batch import BatchSpec, supervised_batch
 from scaling.config import TrainConfig
-from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
-from scaling.train import StepFns, TrainState, build_step_fns, make_optimizer
+from scaling.model import NAMED_SIZES, init_params
+from scaling.step import TrainState, TrainStep, make_train_step
 
 
 def _time_steps(
-    fns: StepFns, state: TrainState, batches: Iterator[dict[str, np.ndarray]], steps: int
+    fns: TrainStep, state: TrainState, batches: Iterator[dict[str, np.ndarray]], steps: int
 ) -> tuple[TrainState, float]:
     start = time.perf_counter()
     for _ in range(steps):
-        batch = jax.device_put(next(batches), fns.batch_sharding)
-        state, metrics = fns.train_step(state, batch)
+        state, metrics = fns.train_step(state, fns.put(supervised_batch(next(batches))))
     jax.block_until_ready(metrics)
     return state, (time.perf_counter() - start) / steps
 
@@ -61,16 +60,15 @@ def main() -> None:
                 batch_size=a.batch,
                 steps=1000,
             )
-            net = PolicyValueNet(cfg.model, dtype=jnp.float32)
-            params = init_params(cfg.model, jax.random.PRNGKey(0))
-            tx = make_optimizer(cfg, 1000)
-            state = TrainState(
-                step=jnp.int32(0),
-                params=params,
-                opt_state=tx.init(params),
-                rng=jax.random.PRNGKey(0),
+            fns = make_train_step(
+                cfg.model,
+                cfg.optim,
+                total_steps=1000,
+                spec=BatchSpec(batch_size=a.batch),
+                mesh=Mesh(np.array(jax.devices()), ("data",)),
+                dtype="float32",
             )
-            fns = build_step_fns(cfg, net, tx, state, Mesh(np.array(jax.devices()), ("data",)))
+            state = fns.init(init_params(cfg.model, jax.random.PRNGKey(0)), jax.random.PRNGKey(0))
             loader_cfg = LoaderConfig(batch_size=a.batch, worker_count=a.workers)
             loader = iter(dataset(data, "train", loader_cfg))
             held = itertools.cycle([next(loader) for _ in range(8)])

@@ -1,32 +1,41 @@
 """Self-play distributed with Ray: ``cfg.actors`` actors play batches of games with the latest
 parameters they were sent; the learner (this process) absorbs each batch as it arrives
-(``mcts.loop.absorb``: the same replay, train step, FLOP counting and checkpoints as the
+(``mcts.learner.absorb``: the same replay, train step, FLOP counting and checkpoints as the
 single-process mode) and broadcasts its parameters every ``cfg.broadcast_every`` learner steps.
 Resume after a kill continues from the learner's last resume checkpoint (arrival order makes
 this mode nondeterministic; the single-process mode is the bitwise-reproducible one).
+
+Ray must be running already: the entry point (CLI command, study runner) starts or joins the
+cluster; library code never calls ``ray.init``. An actor that dies is restarted by Ray and given
+its batch again, up to ``cfg.max_actor_failures`` deaths in the run: the last one stops the run
+with an error that carries the actor's (a config error inside the actor fails every restart, and
+must not loop for ever).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import jax
 
-from mcts.loop import (
+from mcts.learner import (
     Learner,
     Progress,
     RunFiles,
-    SelfPlayRunConfig,
-    Start,
     absorb,
     finish_run,
     progress_bar,
     restore,
-    selfplay_config,
     starting_point,
     write_config,
 )
+from mcts.run_config import SelfPlayRunConfig, selfplay_config
+
+__all__ = ["ActorFailuresError", "SelfPlayActor", "run_selfplay_ray"]
+
+
+class ActorFailuresError(RuntimeError):
+    """A Ray-mode run stopped: its self-play actors died ``max_actor_failures`` times."""
 
 
 class SelfPlayActor:
@@ -35,9 +44,10 @@ class SelfPlayActor:
     def __init__(self, cfg: SelfPlayRunConfig, start_model: Any, actor: int) -> None:
         from mcts.selfplay import play_games
         from scaling.model import PolicyValueNet
+        from scaling.step import compute_dtype
 
         self.sp = selfplay_config(cfg)
-        net = PolicyValueNet(start_model)
+        net = PolicyValueNet(start_model, compute_dtype(cfg.dtype))
         self.play_fn = jax.jit(lambda params, key: play_games(net, params, key, self.sp))
         self.key = jax.random.key(cfg.seed * 1009 + 7919 * (actor + 1))
 
@@ -50,22 +60,32 @@ class SelfPlayActor:
         return traj, network_evaluations(traj, self.sp)
 
 
-def run_selfplay_ray(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_selfplay_ray(
+    cfg: SelfPlayRunConfig, *, progress: bool = True, actor_cls: type = SelfPlayActor
+) -> dict[str, Any]:
+    """Runs (or resumes) a run with ``cfg.actors`` Ray actors of ``actor_cls`` (a subclass of
+    SelfPlayActor; tests pass one that dies) and this process as the learner."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, logging_level=logging.ERROR)
-    start: Start = starting_point(cfg)
+        raise RuntimeError(
+            "Ray-mode self-play (actors >= 1) needs a running Ray: the caller (the CLI command "
+            "or the study runner) must start or join a cluster (ray.init) before calling it"
+        )
+    start = starting_point(cfg)
     write_config(cfg, start)
     learner = Learner(cfg, start)
     files = RunFiles(cfg, start)
     p = restore(learner, files, Progress(jax.random.key(cfg.seed + 1), flops=start.flops))
     end = start.flops + cfg.budget_flops
-    remote: Any = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=0)(SelfPlayActor)
+    remote: Any = ray.remote(num_cpus=1, max_restarts=cfg.max_actor_failures, max_task_retries=0)(
+        actor_cls
+    )
     actors = [remote.remote(cfg, start.model, i) for i in range(cfg.actors)]
     params_ref = ray.put(jax.device_get(learner.state.params))
     sent_at = int(learner.state.step)
     pending = {actor.play.remote(params_ref): actor for actor in actors}
+    failures = 0
     bar = progress_bar(cfg, p.flops - start.flops, progress)
     try:
         while p.flops < end:
@@ -73,7 +93,13 @@ def run_selfplay_ray(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[s
             actor = pending.pop(ready[0])
             try:
                 traj, evaluations = ray.get(ready[0])
-            except ray.exceptions.RayActorError:  # the actor died: Ray restarts it, play again
+            except ray.exceptions.RayActorError as e:  # died: Ray restarts it, play again
+                failures += 1
+                if failures >= cfg.max_actor_failures:
+                    raise ActorFailuresError(
+                        f"self-play actors died {failures} times (max_actor_failures="
+                        f"{cfg.max_actor_failures}); the run stops. Last actor error: {e}"
+                    ) from e
                 pending[actor.play.remote(params_ref)] = actor
                 continue
             absorb(learner, files, p, traj, evaluations, end)

@@ -1,7 +1,8 @@
 """The replay buffer of self-play: a ring of positions with their search targets, on the host.
 
-Targets are kept sparse, over each position's legal moves (``mcts.env.MAX_MOVES`` slots), and
-made dense only for the sampled batch: ~1.4 KB per position instead of 18.7 KB.
+Targets are kept sparse, over each position's legal moves (``mcts.env.MAX_MOVES`` slots): ~1.4 KB
+per position instead of 18.7 KB dense. Sampled batches are ``scaling.batch.TrainBatch`` with
+those slots as their sparse policy targets, the form the train step takes.
 """
 
 from __future__ import annotations
@@ -13,15 +14,7 @@ import numpy as np
 
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
 from mcts.env import MAX_MOVES
-
-# The fields of a training batch drawn from the buffer: name -> (shape after B, dtype).
-BATCH_FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {
-    "obs": ((OBS_LEN,), np.uint8),
-    "action": ((), np.int32),
-    "result": ((), np.int8),
-    "mover_elo": ((), np.int16),
-    "policy_target": ((NUM_ACTIONS,), np.float32),
-}
+from scaling.batch import BatchSpec, TrainBatch
 
 
 @dataclasses.dataclass
@@ -70,25 +63,25 @@ class ReplayBuffer:
             self.size = min(self.capacity, self.size + m)
         return n
 
-    def sample(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-        """A training batch (the keys of supervised batches plus ``policy_target``):
-        obs uint8[B, 67], action int32[B] (the target's argmax), result int8[B],
-        mover_elo int16[B] (-1: unknown), policy_target f32[B, 4672]."""
+    def sample(self, rng: np.random.Generator, batch: int) -> TrainBatch:
+        """A training batch of ``batch`` positions drawn uniformly with replacement, with the
+        search policy as its sparse target (``K = MAX_MOVES`` slots, padding at weight 0)."""
         if self.size == 0:
             raise ValueError("the replay buffer is empty")
         idx = rng.integers(0, self.size, batch)
-        moves = self.moves[idx].astype(np.int64)  # [B, MAX_MOVES]
-        policy = self.policy[idx]
-        dense = np.zeros((batch, NUM_ACTIONS + 1), np.float32)  # last column: the padding
-        np.put_along_axis(dense, moves, policy, axis=1)
-        best = np.take_along_axis(moves, policy.argmax(axis=1)[:, None], axis=1)[:, 0]
-        return {
-            "obs": self.obs[idx],
-            "action": best.astype(np.int32),
-            "result": self.outcome[idx],
-            "mover_elo": np.full((batch,), -1, np.int16),
-            "policy_target": dense[:, :NUM_ACTIONS],
-        }
+        moves = self.moves[idx]  # int16[B, MAX_MOVES]
+        return TrainBatch(
+            obs=self.obs[idx],
+            policy_index=moves.astype(np.int32),
+            policy_weight=np.where(moves < NUM_ACTIONS, self.policy[idx], 0.0).astype(np.float32),
+            result=self.outcome[idx],
+            mover_elo=np.full((batch,), -1, np.int16),
+        )
+
+    @staticmethod
+    def batch_spec(batch: int) -> BatchSpec:
+        """The shapes of ``sample(rng, batch)``, for compiling the learner's step."""
+        return BatchSpec(batch_size=batch, policy_slots=MAX_MOVES)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The state to checkpoint (with ``size`` and ``head`` in the metadata)."""

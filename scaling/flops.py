@@ -54,10 +54,14 @@ def train_flops_per_position(cfg: ModelConfig) -> float:
     return 3.0 * forward_flops_per_position(cfg)
 
 
-def steps_for_budget(budget_flops: float, cfg: ModelConfig, batch_size: int) -> int:
-    """Training steps that fit in ``budget_flops`` by the analytic count (at least 1)."""
-    per_step = train_flops_per_position(cfg) * batch_size
-    return max(1, math.floor(budget_flops / per_step))
+def steps_for_budget(budget_flops: float, flops_per_step: float) -> int:
+    """Train steps that spend ``budget_flops`` at ``flops_per_step`` each: the fewest whose
+    FLOPs reach the budget (at least 1). A run counts XLA's FLOPs of its compiled step
+    (``scaling.step.TrainStep.flops_per_step``); for planning, pass the analytic count
+    ``train_flops_per_position(cfg) * batch_size``."""
+    if flops_per_step <= 0:
+        raise ValueError(f"flops_per_step must be > 0, got {flops_per_step}")
+    return max(1, math.ceil(budget_flops / flops_per_step))
 
 
 def xla_flops(compiled: Any) -> float:

@@ -1,5 +1,6 @@
-"""The self-play learning loop: start from a checkpoint, FLOP accounting, replay, exact resume
-after SIGKILL, and the Ray mode with 2 actors and a learner."""
+"""The self-play learning loop: start from a checkpoint, FLOP accounting, exact resume after
+SIGKILL, configs rejected before anything starts, and the Ray mode with 2 actors and a learner
+(its actors' deaths bounded, Ray started by the caller)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from mcts.loop import (
     save_start,
     starting_point,
 )
-from mcts.replay import ReplayBuffer
 from mcts.search import SearchConfig
 from scaling import checkpoints
 from scaling.model import NAMED_SIZES
@@ -54,24 +54,29 @@ def test_milestones_double_up_to_the_budget() -> None:
     assert milestone_flops(100.0, 8.0, 4) == [101.0, 102.0, 104.0, 108.0]
 
 
-def test_replay_ring_keeps_the_newest_and_densifies_targets() -> None:
-    class Traj:  # the fields of mcts.selfplay.Trajectory that the buffer reads, [T=3, B=2]
-        valid = np.array([[True, True], [True, False], [False, False]])
-        obs = np.arange(6, dtype=np.uint8)[:, None].repeat(67, 1).reshape(3, 2, 67)
-        moves = np.full((3, 2, 256), 4672, np.int16)
-        policy = np.zeros((3, 2, 256), np.float32)
-        outcome = np.array([[1.0, -1.0], [0.0, 0.0], [0.0, 0.0]])
-
-    Traj.moves[..., :2] = [7, 9]
-    Traj.policy[..., :2] = [0.25, 0.75]
-    buf = ReplayBuffer.empty(2)
-    assert buf.add(Traj) == 3
-    assert buf.size == 2 and sorted(buf.obs[:, 0]) == [1, 2]  # the oldest (obs 0) overwritten
-    batch = buf.sample(np.random.default_rng(0), 5)
-    assert batch["policy_target"].shape == (5, 4672)
-    np.testing.assert_allclose(batch["policy_target"][:, [7, 9]], [[0.25, 0.75]] * 5)
-    assert batch["policy_target"].sum(axis=1) == pytest.approx(1.0)
-    assert (batch["action"] == 9).all()
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("games", 0),
+        ("max_plies", 0),
+        ("train_batch", 0),
+        ("replay_capacity", 0),
+        ("replay_ratio", 0.0),
+        ("budget_flops", -1.0),
+        ("milestones", 0),
+        ("resume_every", 0),
+        ("actors", -1),
+        ("broadcast_every", 0),
+        ("max_actor_failures", 0),
+        ("adjudicate_margin", 0),
+        ("init_step", -1),
+        ("dtype", "float16"),
+        ("resign_value", 2.0),  # checked by the games' own config
+    ],
+)
+def test_invalid_config_is_rejected_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        _cfg(Path("unused"), **{field: value})
 
 
 @pytest.mark.slow
@@ -149,6 +154,53 @@ def test_ray_mode_two_actors_and_a_learner(ray_cluster: None, tmp_path: Path) ->
     assert result["flops"] >= 2e9 and result["start_flops"] == 0.0
     kept = checkpoints.list_checkpoints(tmp_path / "ray")
     assert kept and kept[-1]["flops"] == result["flops"]
+
+
+_NO_RAY = """
+import sys
+from pathlib import Path
+from tests.test_loop import _cfg
+from mcts.loop import run_selfplay
+try:
+    run_selfplay(_cfg(Path(sys.argv[1]), actors=1), progress=False)
+except RuntimeError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_ray_mode_without_ray_is_a_clear_error(tmp_path: Path) -> None:
+    """Library code does not start Ray: the caller must (a fresh process, where none runs)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_RAY, str(out)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "must start or join" in proc.stdout
+    assert not out.exists()  # refused before writing anything
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_mode_stops_after_max_actor_failures(ray_cluster: None, tmp_path: Path) -> None:
+    """Actors that die on every batch stop the run at the configured count of deaths, with the
+    actor's error in the message, instead of resubmitting for ever."""
+    from mcts.loop_ray import ActorFailuresError, SelfPlayActor, run_selfplay_ray
+
+    class DyingActor(SelfPlayActor):  # defined here: Ray pickles it by value
+        def play(self, params: Any) -> tuple[Any, int]:
+            os._exit(7)
+
+    cfg = _cfg(tmp_path / "dies", actors=2, max_actor_failures=3)
+    started = time.monotonic()
+    with pytest.raises(ActorFailuresError, match=r"died 3 times.*Last actor error") as info:
+        run_selfplay_ray(cfg, progress=False, actor_cls=DyingActor)
+    print(f"stopped after {time.monotonic() - started:.1f} s: {str(info.value)[:300]}")
+    assert not (tmp_path / "dies" / "result.json").exists()
+    rows = (tmp_path / "dies" / "metrics.jsonl").read_text()
+    assert rows == ""  # no batch was ever absorbed
 
 
 @pytest.mark.slow

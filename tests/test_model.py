@@ -242,8 +242,8 @@ def test_flops_helpers() -> None:
     )
     assert flops.forward_flops_per_position(TINY) == by_hand
     assert flops.forward_flops_per_position(TINY_ELO) > by_hand  # one more token
-    assert flops.steps_for_budget(3 * fwd * 256 * 10.5, cfg, 256) == 10
-    assert flops.steps_for_budget(1.0, cfg, 256) == 1
+    assert flops.steps_for_budget(3 * fwd * 256 * 10.5, 3 * fwd * 256) == 11
+    assert flops.steps_for_budget(1.0, 3 * fwd * 256) == 1
     assert flops.mfu(100e12, 400e12) == 0.25
 
     def device(platform: str, kind: str) -> jax.Device:  # a stand-in: platform and device_kind
