@@ -9,11 +9,13 @@ Ray must be running already: the entry point (CLI command, study runner) starts 
 cluster; library code never calls ``ray.init``. An actor that dies is restarted by Ray and given
 its batch again, up to ``cfg.max_actor_failures`` deaths in the run: the last one stops the run
 with an error that carries the actor's (a config error inside the actor fails every restart, and
-must not loop for ever).
+must not loop for ever). A batch sent while its actor restarts is sent again half a second later
+without counting as a death, for at most ``UNAVAILABLE_S``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jax
@@ -31,7 +33,9 @@ from mcts.learner import (
 )
 from mcts.run_config import SelfPlayRunConfig, selfplay_config
 
-__all__ = ["ActorFailuresError", "SelfPlayActor", "run_selfplay_ray"]
+__all__ = ["UNAVAILABLE_S", "ActorFailuresError", "SelfPlayActor", "run_selfplay_ray"]
+
+UNAVAILABLE_S = 600.0  # an actor restarting for longer than this stops the run
 
 
 class ActorFailuresError(RuntimeError):
@@ -84,29 +88,41 @@ def run_selfplay_ray(
     actors = [remote.remote(cfg, start.model, i) for i in range(cfg.actors)]
     params_ref = ray.put(jax.device_get(learner.state.params))
     sent_at = int(learner.state.step)
-    pending = {actor.play.remote(params_ref): actor for actor in actors}
-    failures = 0
+    pending = {actor.play.remote(params_ref): i for i, actor in enumerate(actors)}
+    failures, waiting_since = 0, [0.0] * len(actors)  # when each actor became unavailable
     bar = progress_bar(cfg, p.flops - start.flops, progress)
     try:
         while p.flops < end:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            actor = pending.pop(ready[0])
+            i = pending.pop(ready[0])
             try:
                 traj, evaluations = ray.get(ready[0])
+            except ray.exceptions.ActorUnavailableError as e:  # restarting after a death
+                waiting_since[i] = waiting_since[i] or time.monotonic()
+                if time.monotonic() - waiting_since[i] > UNAVAILABLE_S:
+                    raise ActorFailuresError(
+                        f"self-play actor {i} unavailable for over {UNAVAILABLE_S:.0f} s; "
+                        f"the run stops. Last actor error ({type(e).__name__}): {e}"
+                    ) from e
+                time.sleep(0.5)
+                pending[actors[i].play.remote(params_ref)] = i
+                continue
             except ray.exceptions.RayActorError as e:  # died: Ray restarts it, play again
                 failures += 1
                 if failures >= cfg.max_actor_failures:
                     raise ActorFailuresError(
                         f"self-play actors died {failures} times (max_actor_failures="
-                        f"{cfg.max_actor_failures}); the run stops. Last actor error: {e}"
+                        f"{cfg.max_actor_failures}); the run stops. Last actor error "
+                        f"({type(e).__name__}): {e}"
                     ) from e
-                pending[actor.play.remote(params_ref)] = actor
+                pending[actors[i].play.remote(params_ref)] = i
                 continue
+            waiting_since[i] = 0.0
             absorb(learner, files, p, traj, evaluations, end)
             if int(learner.state.step) - sent_at >= cfg.broadcast_every:
                 params_ref = ray.put(jax.device_get(learner.state.params))
                 sent_at = int(learner.state.step)
-            pending[actor.play.remote(params_ref)] = actor
+            pending[actors[i].play.remote(params_ref)] = i
             bar.update(p.flops - start.flops - bar.n)
     finally:
         bar.close()

@@ -195,7 +195,7 @@ def test_ray_mode_stops_after_max_actor_failures(ray_cluster: None, tmp_path: Pa
 
     cfg = _cfg(tmp_path / "dies", actors=2, max_actor_failures=3)
     started = time.monotonic()
-    with pytest.raises(ActorFailuresError, match=r"died 3 times.*Last actor error") as info:
+    with pytest.raises(ActorFailuresError, match=r"died 3 times.*error \(ActorDiedError\)") as info:
         run_selfplay_ray(cfg, progress=False, actor_cls=DyingActor)
     print(f"stopped after {time.monotonic() - started:.1f} s: {str(info.value)[:300]}")
     assert not (tmp_path / "dies" / "result.json").exists()

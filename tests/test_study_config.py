@@ -45,6 +45,7 @@ def _other(hint: Any, value: Any, path: str) -> Any:
         "supervised.sizes": ["10k"],
         "supervised.budgets": [2e11],
         "supervised.dtype": "float32",
+        "selfplay.run.dtype": "float32",
         "supervised.resources": {"TPU": 1.0},
         "selfplay.run.search.kind": "alphazero",
         "selfplay.run.search.max_depth": 4,
