@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from data_pipeline import decode, sources
-from data_pipeline.files import atomic_write_text, file_sha256
 from data_pipeline.filters import FilterConfig, header_predicates, prefilter
 from data_pipeline.pgn import RawGame, iter_raw_games, split_stray
+from elocap.files import atomic_write_text, file_sha256
 
 SPLITS = ("train", "val", "test")
 ELO_BIN = 100  # width of the Elo histogram's bins

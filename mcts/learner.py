@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from data_pipeline.files import atomic_write_text
+from elocap.files import atomic_write_text
 from mcts.env import REASONS
 from mcts.replay_buffer import ReplayBuffer
 from mcts.run_config import SelfPlayRunConfig

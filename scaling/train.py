@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from data_pipeline import loader
-from data_pipeline.files import atomic_write_text
+from elocap.files import atomic_write_text
 from scaling import checkpoints, flops
 from scaling.batch import BatchSpec, supervised_batch
 from scaling.config import TrainConfig, to_dict

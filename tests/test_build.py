@@ -16,9 +16,9 @@ import pytest
 from data_pipeline import sources
 from data_pipeline.build import BuildConfig, BuildError, StaleSourceError, build, verify_build
 from data_pipeline.decode import EXAMPLE_DTYPE
-from data_pipeline.files import file_sha256
 from data_pipeline.filters import FilterConfig
 from data_pipeline.loader import LoaderConfig, dataset, iterator_state, restore_iterator
+from elocap.files import file_sha256
 from tests.conftest import data_file
 
 SLICE = "lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst"
