@@ -33,6 +33,7 @@ import numpy as np
 from elocap.workdir import checkpoint_id
 
 AGENT_KINDS: dict[str, type[AgentSpec]] = {}
+UCI_ELO_RANGE = (1350, 2850)  # Debian's Stockfish 15.1 accepts UCI_Elo in this range
 
 
 def register(kind: str) -> Callable[[type[AgentSpec]], type[AgentSpec]]:
@@ -193,6 +194,19 @@ class StockfishAgent(AgentSpec):
     nodes: int | None = None  # node limit per move
     movetime_ms: int | None = None  # time per move; default 50 ms when no node limit is set
     path: str | None = None  # the binary; default: stockfish on PATH or in /usr/games
+
+    def __post_init__(self) -> None:
+        text = self.to_string()
+        if self.elo is not None and not UCI_ELO_RANGE[0] <= self.elo <= UCI_ELO_RANGE[1]:
+            raise ValueError(
+                f"agent {text!r}: Stockfish's UCI_Elo must lie in {UCI_ELO_RANGE[0]}.."
+                f"{UCI_ELO_RANGE[1]} (Stockfish 15.1), got {self.elo}"
+            )
+        if self.skill is not None and not 0 <= self.skill <= 20:
+            raise ValueError(f"agent {text!r}: Skill Level must lie in 0..20, got {self.skill}")
+        for key in ("nodes", "movetime_ms"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"agent {text!r}: {key} must be >= 1")
 
     @property
     def name(self) -> str:

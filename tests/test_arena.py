@@ -69,6 +69,10 @@ def test_agent_strings_round_trip_and_errors() -> None:
         parse_agent("stockfish:depth=3")
     with pytest.raises(ValueError, match="not a number"):
         parse_agent("stockfish:elo=strong")
+    with pytest.raises(ValueError, match=r"UCI_Elo must lie in 1350\.\.2850"):
+        parse_agent("stockfish:elo=3500")  # refused before any engine starts
+    with pytest.raises(ValueError, match="nodes must be >= 1"):
+        parse_agent("stockfish:nodes=0")
     net = parse_agent("net:run=/x/run-abc,step=40,sims=8")
     assert net.name == "run-abc@40-s8" and net.checkpoint == "run-abc@40"  # no disk access
     assert parse_agent("net:run=/nonexistent/run").name == "run@last"
