@@ -239,7 +239,7 @@ def test_search_on_host_boards_chooses_as_on_the_device(tiny_run: Path) -> None:
 @pytest.mark.slow
 def test_search_agent_plays_stockfish_on_host_boards(tiny_run: Path, tmp_path: Path) -> None:
     stockfish = StockfishAgent(elo=1350, movetime_ms=10, path=debian_tool("stockfish"))
-    net = NetworkAgent(run=str(tiny_run), sims=4)
+    net = NetworkAgent(run=str(tiny_run), sims=4).resolve()  # its latest checkpoint, by step
     jobs = pairing_games(net, stockfish, eco_openings(2), 4)
     cfg = ArenaConfig(move_cap=60, batch=4)
     log = tmp_path / "games.pgn"
@@ -256,7 +256,8 @@ def test_tournament_on_ray_random_stockfish_and_a_checkpoint(
     ray_cluster: None, tiny_run: Path, tmp_path: Path
 ) -> None:
     stockfish = StockfishAgent(elo=1350, movetime_ms=20, path=debian_tool("stockfish"))
-    net = NetworkAgent(run=str(tiny_run))
+    net = NetworkAgent(run=str(tiny_run)).resolve()
+    assert net.step is not None and net.name == f"{tiny_run.name}@{net.step}"
     agents = [RandomAgent(), stockfish, net]
     jobs = round_robin(agents, eco_openings(2), 4)
     cfg = ArenaConfig(move_cap=300, batch=4, workers=2)
@@ -271,7 +272,7 @@ def test_tournament_on_ray_random_stockfish_and_a_checkpoint(
         h = game.headers
         if net.name in (h["White"], h["Black"]):
             side = "White" if h["White"] == net.name else "Black"
-            assert float(h[f"{side}FLOPs"]) == pytest.approx(net.flops, rel=1e-5)
+            assert float(h[f"{side}FLOPs"]) == pytest.approx(agent_flops(net), rel=1e-5)
         if {h["White"], h["Black"]} == {"random", stockfish.name}:
             assert h["Result"] == ("1-0" if h["White"] == stockfish.name else "0-1"), str(game)
     assert run_tournament(jobs, log, cfg, RayExecutor(), progress=False).played == 0
