@@ -126,11 +126,10 @@ def ensure_token_file(
         return path
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))  # as Ray's own generator: 256 random bits
-    try:  # Ray's C++ loader may have cached a "no token" answer
-        loader = importlib.import_module("ray._raylet").AuthenticationTokenLoader
+    # Ray's C++ loader may have cached a "no token" answer; Ray versions without it have none.
+    loader = getattr(importlib.import_module("ray._raylet"), "AuthenticationTokenLoader", None)
+    if loader is not None:
         loader.instance().reset_cache()
-    except (ImportError, AttributeError):
-        pass
     return path
 
 
