@@ -17,9 +17,17 @@ from data_pipeline.encoding import (
 )
 from data_pipeline.extract import FilterReport, filter_games
 from data_pipeline.filters import REASONS, FilterConfig, time_control_class
-from data_pipeline.loader import LoaderConfig, dataset, iterator_state, restore_iterator
+from data_pipeline.loader import (
+    LoaderConfig,
+    dataset,
+    iterator_state,
+    read_examples,
+    restore_iterator,
+)
 from data_pipeline.pgn import RawGame, iter_raw_games
+from data_pipeline.shards import Select
 from data_pipeline.sources import Source, SourceError, open_source, resolve_sources
+from data_pipeline.views import build_caps
 
 __all__ = [
     "EXAMPLE_DTYPE",
@@ -33,11 +41,13 @@ __all__ = [
     "LoaderConfig",
     "MovetextError",
     "RawGame",
+    "Select",
     "Source",
     "SourceError",
     "SplitConfig",
     "action_to_move",
     "build",
+    "build_caps",
     "dataset",
     "decode_game",
     "encode_board",
@@ -48,6 +58,7 @@ __all__ = [
     "legal_action_mask",
     "move_to_action",
     "open_source",
+    "read_examples",
     "resolve_sources",
     "restore_iterator",
     "time_control_class",

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data_pipeline import decode, encoding, sources
+from data_pipeline import decode, encoding, shards, sources
 from data_pipeline.chunks import (
     ELO_BIN,
     EXAMPLES_PER_REASON,
@@ -39,6 +39,7 @@ from data_pipeline.chunks import (
     SourceScan,
     SplitConfig,
     iter_chunks,
+    own_select,
     process_chunk,
     shard_problem,
 )
@@ -58,7 +59,7 @@ __all__ = [
     "make_manifest",
     "verify_build",
 ]
-MANIFEST_VERSION = 2  # 2: build_id and inputs (the sources' identity)
+MANIFEST_VERSION = 3  # 2: build_id and inputs (the sources' identity); 3: compact shards
 
 
 # --- the manifest ------------------------------------------------------------------------------
@@ -70,7 +71,8 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
     rejected: collections.Counter[str] = collections.Counter()
     positions: collections.Counter[str] = collections.Counter()
     elo_hist: collections.Counter[int] = collections.Counter()
-    source_rows, shards = [], []
+    source_rows: list[dict[str, Any]] = []
+    shard_rows: list[dict[str, Any]] = []
     for scan in scans:
         row_rejected: collections.Counter[str] = collections.Counter()
         row_examples: dict[str, list[Any]] = {}
@@ -84,7 +86,7 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
                 row_examples[reason] += ex[: EXAMPLES_PER_REASON - len(row_examples[reason])]
             positions.update(rec["positions"])
             elo_hist.update({int(k): v for k, v in rec["elo_histogram"].items()})
-            shards += rec["shards"]
+            shard_rows += rec["shards"]
         totals.update(games=games, kept=kept)
         rejected.update(row_rejected)
         source_rows.append(
@@ -115,7 +117,8 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
             "player_ratings": {str(k): v for k, v in sorted(elo_hist.items())},
         },
         "positions": {name: positions[name] for name in SPLITS},
-        "shards": shards,
+        "select": own_select(cfg).to_json(),  # what the loader reads of the shards
+        "shards": shard_rows,
     }
 
 
@@ -125,6 +128,7 @@ def _encoding() -> dict[str, Any]:
         "num_actions": encoding.NUM_ACTIONS,
         "example_dtype": decode.EXAMPLE_DTYPE.descr,
         "example_bytes": decode.EXAMPLE_DTYPE.itemsize,
+        "shards": shards.describe(),
     }
 
 
@@ -216,7 +220,7 @@ def build(
 # --- the build's identity: what it was built from ----------------------------------------------
 
 IDENTITY_FILE = "build.json"  # written before the first chunk: partial builds have it too
-_BUILD_FILES = ("manifest.json", "chunks", *SPLITS, "build_config.json", IDENTITY_FILE)
+_BUILD_FILES = ("manifest.json", "chunks", "shards", *SPLITS, "build_config.json", IDENTITY_FILE)
 _FIX = "use another output directory, or delete it (or build with rebuild_stale=True) to rebuild"
 
 
@@ -399,6 +403,10 @@ def verify_build(out_dir: Path, *, checksums: bool = False) -> dict[str, Any]:
     manifest = _read_json(out_dir / "manifest.json")
     if manifest is None:
         raise BuildError(f"{out_dir} holds no finished build (no readable manifest.json)")
+    if "view" in manifest:  # a cap's view of a shared build: that build must be the same one
+        from data_pipeline.views import check_view
+
+        check_view(out_dir, manifest)
     problems = [
         p for s in manifest["shards"] if (p := shard_problem(out_dir, s, checksum=checksums))
     ]

@@ -2,10 +2,11 @@
 one chunk's work: filter, decode and encode its games, write one shard per split and then, last,
 the chunk's record. Runs in a Ray task (or in-process); every write is atomic.
 
-Shard format: array_record with ``group_size:1``, one record per example (``EXAMPLE_DTYPE``
-bytes). It is the format grain's random-access sources read natively; the loader reads each batch
-with one multi-record call per shard. Parquet would need whole row groups per read and only
-grain's sequential readers.
+Shard format: ``data_pipeline.shards`` (array_record, one compact record per position and the
+games table last, zstd in groups). A shard holds every position of its kept games, whatever the
+cap; the build's own cap (under the mover rule) and the caps of views choose positions at load.
+array_record gives random access per record, which the loader's global shuffle needs; Parquet
+would need whole row groups per read and only grain's sequential readers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline import decode, sources
+from data_pipeline import decode, shards, sources
 from data_pipeline.filters import FilterConfig, header_predicates, prefilter
 from data_pipeline.pgn import RawGame, iter_raw_games, split_stray
 from elocap.files import atomic_write_text, file_sha256
@@ -52,10 +53,16 @@ class BuildConfig:
     filters: FilterConfig = dataclasses.field(default_factory=FilterConfig)
     splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     chunk_games: int = 2000  # games per chunk: one Ray task, one shard per split
+    # fraction of the games that pass the filters kept, chosen by a hash of the game (uniform,
+    # deterministic, independent of the split), before their moves are decoded: a study builds
+    # in proportion to what its sweep reads, not to its sources (1.0: every game)
+    sample_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.chunk_games < 1:
             raise ValueError(f"chunk_games must be >= 1, got {self.chunk_games}")
+        if not 0.0 < self.sample_fraction <= 1.0:
+            raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -134,6 +141,10 @@ def process_chunk(
         headers = game.headers()
         if reason is None:
             reason = prefilter(headers, predicates, cfg.filters)
+        if reason is None and cfg.sample_fraction < 1.0:
+            gid = np.array([decode.game_id(headers, game)], np.uint64)
+            if shards.sample_hash(gid)[0] >= cfg.sample_fraction:
+                reason, detail = "not_sampled", f"game id {int(gid[0]):016x}"
         if reason is None:
             try:
                 decoded.append(decode.decode_game(game, headers, cfg.filters))
@@ -147,25 +158,38 @@ def process_chunk(
         for rating in (decoded[-1].white_elo, decoded[-1].black_elo):
             if rating >= 0:
                 elo_hist[rating // ELO_BIN * ELO_BIN] += 1
-    data = decode.to_examples(decoded, cfg.filters)
-    split = split_of(data["game_id"], cfg.splits)
-    shards = []
-    for s, name in enumerate(SPLITS):
-        part = data[split == s]
-        if len(part):
-            shards.append(_write_shard(Path(out_dir) / name / f"{key}.array_record", part, name))
+    every = dataclasses.replace(cfg.filters, cap=None)  # every position; the cap selects at load
+    game_split = split_of(np.array([g.game_id for g in decoded], np.uint64), cfg.splits)
+    positions, table = shards.pack(decode.to_examples(decoded, every), decoded, game_split)
+    counts = split_counts(table, own_select(cfg))
+    out = []
+    if len(table):
+        path = Path(out_dir) / "shards" / f"{key}.array_record"
+        out.append({**shards.write_shard(path, positions, table), "positions": counts})
     record = {
         "key": key,
         "games": len(items),  # games, and stretches of text between games (never kept)
         "kept": len(decoded),
         "rejected": dict(sorted(rejected.items())),
         "rejected_examples": {k: v for k, v in sorted(examples.items())},
-        "positions": {name: int((split == s).sum()) for s, name in enumerate(SPLITS)},
+        "positions": counts,  # read by the build's loader (under the mover rule, the capped side)
         "elo_histogram": {str(k): v for k, v in sorted(elo_hist.items())},
-        "shards": shards,
+        "shards": out,
     }
     atomic_write_text(Path(out_dir) / "chunks" / f"{key}.json", json.dumps(record, indent=1))
     return record
+
+
+def split_counts(table: np.ndarray, select: shards.Select) -> dict[str, int]:
+    """Positions ``select`` reads from a games table, per split."""
+    count = shards.game_selection(table, select)["count"]
+    return {name: int(count[table["split"] == s].sum()) for s, name in enumerate(SPLITS)}
+
+
+def own_select(cfg: BuildConfig) -> shards.Select:
+    """What a build's own loader reads of its shards: its header filter keeps the games of its
+    cap, and under the mover rule the positions of the capped side are chosen at load."""
+    return shards.Select(cap=cfg.filters.cap, elo_rule=cfg.filters.elo_rule)
 
 
 def _reject_reason(game: RawGame) -> tuple[str | None, str]:
@@ -192,7 +216,7 @@ class DamagedBuildError(ValueError):
 def shard_problem(out_dir: Path, shard: dict[str, Any], *, checksum: bool = False) -> str | None:
     """What is wrong with one shard of a build's record (missing, another size, another
     checksum), in a few words naming the file; None if it is as recorded."""
-    path = Path(out_dir) / shard["path"]
+    path = Path(os.path.normpath(Path(out_dir) / shard["path"]))  # a view's: ../all/...
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -204,23 +228,3 @@ def shard_problem(out_dir: Path, shard: dict[str, Any], *, checksum: bool = Fals
     if checksum and file_sha256(path) != shard["sha256"]:
         return f"{path} does not match its recorded SHA-256 (it changed after the build)"
     return None
-
-
-def _write_shard(path: Path, part: np.ndarray, split: str) -> dict[str, Any]:
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    writer = ArrayRecordWriter(str(tmp), "group_size:1")
-    for row in part:
-        writer.write(row.tobytes())
-    writer.close()
-    digest = file_sha256(tmp)
-    os.replace(tmp, path)
-    return {
-        "path": f"{split}/{path.name}",
-        "split": split,
-        "records": len(part),
-        "bytes": path.stat().st_size,
-        "sha256": digest,
-    }

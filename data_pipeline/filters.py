@@ -50,6 +50,7 @@ REASONS: dict[str, str] = {
     "ambiguous_move": "a SAN move that fits more than one legal move",
     "no_moves": "no moves at all",
     "too_few_plies": "fewer plies than the configured minimum",
+    "not_sampled": "left out by the build's sample (a hash of the game above sample_fraction)",
 }
 DEFAULT_TERMINATIONS = frozenset({"Abandoned", "Rules infraction"})
 _DATE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")
