@@ -3,8 +3,10 @@
 Uncertainty comes from a matrix of Elo replicates ``f64[R, N]`` (a bootstrap over games: the
 ratings refitted on resampled games, one row per replicate): every replicate is refitted, and an
 interval is the percentile interval of the refitted parameters. The bootstrap over games covers
-the noise of the ratings only, so the replicate deviations from the estimate are widened for lack
-of fit (in the form's own parameters, within their bounds: ``forms.widen``): by
+the noise of the ratings only, so for lack of fit the replicates' deviations from the observed
+ratings are widened before they are refitted (the data's noise is inflated, not the fitted
+parameters: bounds, such as a slope's 0, and unidentified parameters are then handled by the
+fit itself, exactly as in the point fit, which is row 0 of the same batch): by
 max(1, sqrt(chi2 / dof)) (the Particle Data Group's scale factor; chi2 weighs the
 residuals by the replicates' standard deviations), times t_dof / z at the interval's level, since
 the scatter about the curve is estimated from dof degrees of freedom. Intervals are widened,
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.forms import FitForm, fit_batch, fit_one, widen
+from analysis.forms import FitForm, fit_batch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +64,7 @@ class CurveFit:
 
     form: FitForm
     estimate: np.ndarray  # f64[P], in the order of form.params
-    replicates: np.ndarray | None  # f64[R, P], widened for lack of fit (forms.widen); or None
+    replicates: np.ndarray | None  # f64[R, P], fitted to data widened for lack of fit; or None
     n: int  # points in the point fit
     chi2: float  # weighted residual sum of squares of the point fit
     dof: int  # n - free parameters
@@ -163,16 +165,19 @@ def fit_curve(
     keep = np.flatnonzero(used)  # only the points some fit uses reach the engine
     x, elo, mask = x[keep], elo[keep], mask[keep]
     w, absolute = weights_from_se(None if se is None else np.asarray(se)[keep], keep.size)
-    estimate, chi2 = fit_one(form, x, np.where(mask, elo, 0.0), np.where(mask, w, 0.0))
+    estimate, chi2, _ = _fit_rows(form, x, elo, mask, w)
     n = int(mask.sum())
     dof = n - form.n_free(x[mask])
-    scale = lack_of_fit_scale(float(chi2), dof, level) if absolute else 1.0
+    scale = lack_of_fit_scale(chi2, dof, level) if absolute else 1.0
     replicates, failed = None, 0
     if samples is not None and smask is not None:
         smask, samples = smask[:, keep], samples[:, keep]
-        raw, _ = fit_batch(form, x, np.where(smask, samples, 0.0), np.where(smask, w, 0.0))
-        failed = int(np.isnan(raw).any(axis=1).sum())
-        replicates = widen(form, x[mask], estimate, raw, scale)
+        # Lack of fit widens the data's noise, not the fitted parameters: each replicate is the
+        # observed ratings plus its deviation from them times ``scale``, refitted (bounds and
+        # unidentified parameters are then handled by the fit itself, as in the point fit).
+        widened = np.where(smask, elo + scale * (samples - elo), 0.0)
+        replicates = _fit_rows(form, x, elo, mask, w, widened, smask)[2]
+        failed = 0 if replicates is None else int(np.isnan(replicates).any(axis=1).sum())
     xs = x[mask]
     return CurveFit(
         form=form,
@@ -187,6 +192,26 @@ def fit_curve(
         x_range=(float(xs.min()), float(xs.max())),
         level=level,
     )
+
+
+def _fit_rows(
+    form: FitForm,
+    x: np.ndarray,
+    elo: np.ndarray,
+    mask: np.ndarray,
+    w: np.ndarray,
+    samples: np.ndarray | None = None,
+    smask: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """The point fit and the replicates' fits as rows of one ``fit_batch`` (one procedure, one
+    grid): x, elo, w f64[N], mask bool[N]; samples f64[R, N], smask bool[R, N]. Returns
+    (estimate f64[P], chi2, replicates f64[R, P] or None)."""
+    y, used = np.where(mask, elo, 0.0)[None], mask[None]
+    if samples is not None and smask is not None:
+        y = np.concatenate([y, np.where(smask, samples, 0.0)])
+        used = np.concatenate([used, smask])
+    fitted, rss = fit_batch(form, x, y, np.where(used, w, 0.0))
+    return fitted[0], float(rss[0]), (fitted[1:] if samples is not None else None)
 
 
 def lack_of_fit_scale(chi2: float, dof: int, level: float) -> float:

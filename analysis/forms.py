@@ -3,10 +3,20 @@
 Every form is *separable*: for fixed values of its few nonlinear parameters (a kink, a
 breakpoint, a sigmoid's centre and steepness) it is linear in the rest. The engine profiles the
 nonlinear parameters over a grid, solving the weighted linear least squares in closed form for
-every grid point and every bootstrap replicate at once, then zooms three times around the best
-point (a final spacing of 1/64 of the coarse step). Single fits are then polished with scipy's
-bounded ``least_squares`` started from there. Linear coefficients marked non-negative (a slope, a
-sigmoid's height) are held at 0 where the free solution would be negative.
+every grid point and every bootstrap replicate at once, then refines each row by a pattern
+search on a 9-point local grid per parameter (the step shrinks 4x when the best point is
+inside the window, and stays while it is on its edge) down to about 1e-5 of the coarse step.
+The point fit and every bootstrap replicate go through exactly this one procedure (a row of
+``fit_batch`` each), so an estimate and its replicates differ only by their data. Linear
+coefficients marked non-negative (a slope, a sigmoid's height) are held at 0 where the free
+solution would be negative.
+
+Parameters a form cannot identify are put in one canonical place (``FitForm.canonical``, per
+row, from the row's own data range): a change point without an incline is flat, with its kink
+at the first point; a kink past the last point is at the last point (no plateau reached); a
+sigmoid without height has its centre mid-range and its smallest steepness. Without this, an
+unidentified kink takes any value the grid's tie-break gives, and the estimate and its
+replicates scatter independently (an estimate outside its own interval).
 
 Forms live in a registry (``FORMS``; ``make_form("changepoint")``):
 
@@ -27,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import optimize
 
 FORMS: dict[str, type[FitForm]] = {}
 _CHUNK = 4_000_000  # elements of the largest temporary array in one solve
@@ -83,6 +92,15 @@ class FitForm(abc.ABC):
     def n_free(self, x: np.ndarray) -> int:
         return len(self.axes(x)) + self.n_linear
 
+    def canonical(self, params: np.ndarray, x: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """params f64[R, P] with parameters the data cannot identify put in one canonical place,
+        from each row's own points: x f64[N], used bool[R, N]. The curve on the data is
+        unchanged."""
+        return params
+
+
+_FLAT = 1e-6  # Elo: a rise below this over the data range is no rise (the slope is 0)
+
 
 @register_form("linear")
 @dataclass(frozen=True, kw_only=True)
@@ -121,8 +139,12 @@ class ChangePoint(FitForm):
     nonneg = (1,)
 
     def axes(self, x: np.ndarray) -> list[np.ndarray]:
+        # From the second point: a kink before it leaves one point on the incline, which any
+        # kink up to the second point fits as well (with a steeper slope). The data points are
+        # on the grid too: an optimum at a point (the profile has a corner there) is exact.
         u = _distinct(x)
-        return [np.linspace(u[min(1, u.size - 1)], u[-1], 48)]
+        lo = u[min(1, u.size - 1)]
+        return [np.union1d(np.linspace(lo, u[-1], 48), u[u >= lo])]
 
     def basis(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         hinge = np.minimum(x - theta[..., :1], 0.0)  # f64[..., N]
@@ -137,6 +159,26 @@ class ChangePoint(FitForm):
 
     def predict(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
         return np.minimum(params[..., 2:3], params[..., :1] + params[..., 1:2] * x)
+
+    def canonical(self, params: np.ndarray, x: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """x_kink within the row's points [lo, hi]: past the last point it is the last point
+        (the plateau is the incline's value there); before the second point it is the second
+        point (one point on the incline: the same fit with a shallower slope); without an
+        incline (b = 0, or a kink at or before the first point, where every point is on the
+        plateau) the fit is flat and x_kink is ``lo``."""
+        a, b, plateau, xk = (params[..., i] for i in range(4))
+        lo, hi = row_range(x, used)
+        second = np.where(used & (x > lo[:, None] + 1e-9), x, np.inf).min(axis=1)
+        second = np.minimum(second, hi)
+        plateau = np.where(xk > hi, a + b * hi, plateau)
+        flat = (b * (hi - lo) < _FLAT) | (xk <= lo)
+        # One point on the incline: the prediction there, plateau - b (xk - lo), is kept.
+        ridge = ~flat & (xk < second)
+        b = np.where(ridge, b * (xk - lo) / np.maximum(second - lo, 1e-12), b)
+        xk = np.where(ridge, second, xk)
+        b = np.where(flat, 0.0, b)
+        xk = np.where(flat, lo, np.minimum(xk, hi))
+        return np.stack([plateau - b * xk, b, plateau, xk], -1)
 
 
 @register_form("sigmoid")
@@ -172,6 +214,17 @@ class Sigmoid(FitForm):
         floor, plateau = params[..., :1], params[..., 1:2]
         z = params[..., 3:4] * (x - params[..., 2:3])
         return floor + (plateau - floor) * 0.5 * (1.0 + np.tanh(0.5 * z))
+
+    def canonical(self, params: np.ndarray, x: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """Without height (plateau = floor) x_mid and k are not identified: x_mid mid-range and
+        k the grid's smallest, 1 / range."""
+        lo, hi = row_range(x, used)
+        flat = np.abs(params[..., 1] - params[..., 0]) < _FLAT
+        out = params.copy()
+        out[..., 2] = np.where(flat, 0.5 * (lo + hi), params[..., 2])
+        out[..., 3] = np.where(flat, 1.0 / np.maximum(hi - lo, 1e-3), params[..., 3])
+        out[..., 4] = np.where(flat, 0.0, params[..., 4])
+        return out
 
 
 @register_form("segmented")
@@ -277,14 +330,16 @@ def fit_batch(
     y: np.ndarray,
     w: np.ndarray,
     *,
-    zoom_levels: int = 3,
     zoom_points: int = 9,
+    precision: float = 1e-5,
+    max_steps: int = 40,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fits ``form`` to every row of y at once.
 
     x f64[N]; y f64[R, N]; w f64[R, N] weights (0 drops a point; NaN y must have weight 0).
     Returns (params f64[R, P], rss f64[R]); NaN params where a row has fewer points with
-    weight than the form has free parameters.
+    weight than the form has free parameters. The pattern search stops when every row's step
+    is below ``precision`` times its coarse step (or after ``max_steps`` rounds).
     """
     y = np.atleast_2d(np.asarray(y, dtype=float))
     w = np.broadcast_to(np.asarray(w, dtype=float), y.shape)
@@ -302,63 +357,46 @@ def fit_batch(
     else:
         grid = np.zeros((1, 0))  # no nonlinear parameter: one linear solve
     theta, beta, rss = _best(form, x, y, w, grid[None])
-    steps = np.array([a[1] - a[0] if a.size > 1 else 0.0 for a in axes])
-    lo = np.array([a[0] for a in axes])
-    hi = np.array([a[-1] for a in axes])
-    for _ in range(zoom_levels if axes else 0):
+    if axes:
+        coarse = np.array([np.diff(a).max() if a.size > 1 else 0.0 for a in axes])
+        lo, hi = np.array([a[0] for a in axes]), np.array([a[-1] for a in axes])
+        steps = np.broadcast_to(coarse, theta.shape).copy()  # f64[R, k]: each row's own
         u = np.linspace(-1.0, 1.0, zoom_points)
         offsets = np.stack(np.meshgrid(*[u] * len(axes), indexing="ij"), -1).reshape(-1, len(axes))
-        cand = np.clip(theta[:, None, :] + offsets * steps, lo, hi)  # f64[R, Z^k, k]
-        theta, beta, rss = _best(form, x, y, w, cand)
-        steps = steps * 2.0 / (zoom_points - 1)
+        for _ in range(max_steps):
+            active = (steps > precision * coarse).any(axis=1)
+            if not active.any():
+                break
+            rows = np.flatnonzero(active)
+            prev, step = theta[rows], steps[rows]
+            cand = np.clip(prev[:, None, :] + offsets * step[:, None, :], lo, hi)
+            t, b, r = _best(form, x, y[rows], w[rows], cand)
+            better = r < rss[rows]  # the current point is a candidate: never worse
+            theta[rows] = np.where(better[:, None], t, prev)
+            beta[rows] = np.where(better[:, None], b, beta[rows])
+            rss[rows] = np.where(better, r, rss[rows])
+            # The step shrinks where the best point is inside the window and stays where it is
+            # on the window's edge (the optimum may lie further out).
+            off = np.divide(t - prev, step, out=np.zeros_like(step), where=step > 0)
+            on_edge = better & (np.abs(off) > 1.0 - 1e-9).any(axis=1)
+            steps[rows] = np.where(on_edge[:, None], step, step * 2.0 / (zoom_points - 1))
     params = form.report(theta, beta)
     enough = used.sum(axis=1) >= form.n_free(x)
+    params = form.canonical(params, x, used)
     params = np.where(enough[:, None], params, np.nan)
     return params, np.where(enough, rss, np.nan)
 
 
-def widen(
-    form: FitForm, x: np.ndarray, estimate: np.ndarray, replicates: np.ndarray, scale: float
-) -> np.ndarray:
-    """Moves replicates f64[R, P] away from the estimate f64[P] by ``scale``, in the form's own
-    parameters (nonlinear ones on their grid's scale, e.g. log10 k), kept within their bounds
-    (the grid's range, non-negative slopes). x f64[N]: the data the form was fitted to."""
-    if scale == 1.0:
-        return replicates
-    t0, b0 = form.split(estimate)
-    t, b = form.split(replicates)
-    t, b = t0 + scale * (t - t0), b0 + scale * (b - b0)
-    for i, axis in enumerate(form.axes(x)):
-        t[..., i] = np.clip(t[..., i], axis[0], axis[-1])
-    for j in form.nonneg:
-        b[..., j] = np.maximum(b[..., j], 0.0)
-    return form.report(t, b)
+def row_range(x: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The data range of every row: x f64[N], used bool[R, N] -> (lo f64[R], hi f64[R])
+    (NaN for a row without points)."""
+    lo = np.where(used, x, np.inf).min(axis=1)
+    hi = np.where(used, x, -np.inf).max(axis=1)
+    none = ~used.any(axis=1)
+    return np.where(none, np.nan, lo), np.where(none, np.nan, hi)
 
 
 def fit_one(form: FitForm, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
-    """One fit: the profiled grid optimum polished by bounded ``scipy.optimize.least_squares``
-    over all free parameters (kept only if it lowers the weighted residual sum of squares).
-    x, y, w f64[N]; returns (params f64[P], rss)."""
+    """One fit: one row of ``fit_batch``. x, y, w f64[N]; returns (params f64[P], rss)."""
     params, rss = fit_batch(form, x, y[None], w[None])
-    used = w > 0
-    axes = form.axes(x[used]) if used.any() else []
-    if not axes or not np.isfinite(rss[0]):
-        return params[0], float(rss[0])
-    # Recover (theta, beta) of the grid optimum and polish them together.
-    theta0, beta0 = form.split(params[0])
-    xs, ys, sw = x[used], y[used], np.sqrt(w[used])
-    k = len(axes)
-
-    def residual(v: np.ndarray) -> np.ndarray:
-        return sw * (form.basis(xs, v[None, :k])[0] @ v[k:] - ys)
-
-    lower = np.r_[
-        [a[0] for a in axes], [0.0 if j in form.nonneg else -np.inf for j in range(form.n_linear)]
-    ]
-    upper = np.r_[[a[-1] for a in axes], np.full(form.n_linear, np.inf)]
-    v0 = np.clip(np.r_[theta0, beta0], lower, upper)
-    result = optimize.least_squares(residual, v0, bounds=(lower, upper), method="trf")
-    polished = 2.0 * float(result.cost)
-    if polished < float(rss[0]):
-        return form.report(result.x[None, :k], result.x[None, k:])[0], polished
     return params[0], float(rss[0])
