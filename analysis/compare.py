@@ -32,6 +32,7 @@ import pandas as pd
 from analysis.fits import CurveFit, Estimate, SlopeComparison, compare_slopes, fit_curve
 from analysis.forms import FORMS, Linear, make_form
 from analysis.frontier import frontier_curve, frontier_frame, frontier_masks, group_label
+from analysis.scale import BridgeRatings, CapPlacement, place_cap, scale_label
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +91,18 @@ class StudyAnalysis:
     selfplay: tuple[SlopeComparison, ...]
     optimal_size: dict[str, CurveFit]  # group label -> log10 params vs log10 FLOPs
     switch_x: dict[int, float] = field(default_factory=dict)  # cap -> log10 FLOPs of the switch
+    skipped: dict[str, str] = field(default_factory=dict)  # "group: form" -> why not fitted
+    caps: dict[int, CapPlacement] = field(default_factory=dict)  # cap -> on the arena's scale
+    scale: str = field(default_factory=scale_label)  # the arena's Elo scale, named
+
+    def slope(self, group: str, form: str = "linear") -> Estimate:
+        """The slope of ``form`` fitted to ``group``'s frontier (Elo per decade of FLOPs), or
+        NaN with ``why`` when it was not fitted."""
+        fit = self.fits.get(group, {}).get(form)
+        if fit is None:
+            why = self.skipped.get(f"{group}: {form}", f"no {group} checkpoints")
+            return Estimate(value=np.nan, lo=np.nan, hi=np.nan, why=why)
+        return fit.param(fit.form.slopes[0])
 
     def fit_table(self) -> pd.DataFrame:
         rows = []
@@ -168,6 +181,9 @@ class StudyAnalysis:
             "selfplay": [c.to_dict() for c in self.selfplay],
             "optimal_size": {g: fit.to_dict() for g, fit in self.optimal_size.items()},
             "switch_log10_flops": {str(k): v for k, v in self.switch_x.items()},
+            "not_fitted": dict(self.skipped),
+            "scale": self.scale,
+            "caps": {str(k): v.to_dict() for k, v in self.caps.items()},
         }
 
 
@@ -266,9 +282,15 @@ def analyze(
     study: pd.DataFrame,
     elo_samples: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
+    *,
+    bridges: BridgeRatings | None = None,
+    scale: str | None = None,
 ) -> StudyAnalysis:
     """Fits everything (see the module docstring). ``elo_samples`` f64[R, N]: Elo replicates
-    aligned with the rows of ``study``; None: point estimates only (intervals are NaN)."""
+    aligned with the rows of ``study``; None: point estimates only (intervals are NaN).
+    ``bridges``: players rated on the data's scale and in the arena (with replicates from the
+    same bootstrap) that place each cap on the arena's scale; None: the caps are not placed.
+    ``scale``: the arena scale's name (default: the random mover at 0)."""
     cfg = config or AnalysisConfig()
     elo = study["elo"].to_numpy(dtype=float)
     samples = None if elo_samples is None else np.asarray(elo_samples, dtype=float)
@@ -291,14 +313,25 @@ def analyze(
     rated = np.isfinite(elo)
     fits: dict[str, dict[str, CurveFit]] = {}
     optimal: dict[str, CurveFit] = {}
+    skipped: dict[str, str] = {}
     keys = study.loc[rated, ["regime", "cap"]].drop_duplicates().itertuples(index=False)
     for r, c in sorted(keys, key=lambda k: (str(k[0]), -1 if pd.isna(k[1]) else int(k[1]))):
         rows = (regime == r) & (np.isnan(cap) if pd.isna(c) else cap == float(c))
         label = group_label(str(r), c)
         fits[label] = {}
         for form in cfg.forms:
-            if (data.on & rows).sum() >= make_form(form).n_free(data.x[data.on & rows]):
+            on = data.on & rows
+            try:
+                need = make_form(form).n_free(data.x[on])
+            except ValueError as e:  # e.g. too few distinct compute values
+                skipped[f"{label}: {form}"] = str(e)
+                continue
+            if on.sum() >= need:
                 fits[label][form] = data.fit(form, rows, cfg.level)
+            else:
+                skipped[f"{label}: {form}"] = (
+                    f"too few points: {int(on.sum())} on the frontier, {form} needs {need}"
+                )
         size_fit = _optimal_size(study, np.flatnonzero(rows & rated), data, cfg)
         if size_fit is not None:
             optimal[label] = size_fit
@@ -317,12 +350,19 @@ def analyze(
         for name, method in SWITCH_METHODS.items():
             try:
                 cmp, fit = method(data, before, after, xs, cfg, label)
-            except ValueError:  # too few points for this method: the others still report
+            except ValueError as e:  # too few points for this method: the others still report
+                skipped[f"{label}: {name}"] = str(e)
                 continue
             switch.append(cmp)
             if fit is not None:
                 switch_fits[(label, name)] = fit
-        if (data.on & scratch).sum() >= 2 and (data.on & after).sum() >= 2:
+        n_scratch, n_after = int((data.on & scratch).sum()), int((data.on & after).sum())
+        if scratch.any() and min(n_scratch, n_after) < 2:
+            skipped[f"cap {c}: self-play from the cap vs from scratch"] = (
+                f"too few points: {n_after} from the cap and {n_scratch} from scratch on the "
+                "frontier, a line needs 2 each"
+            )
+        if n_scratch >= 2 and n_after >= 2:
             first, second = (
                 data.fit("linear", scratch, cfg.level),
                 data.fit("linear", after, cfg.level),
@@ -348,6 +388,12 @@ def analyze(
         selfplay=tuple(selfplay),
         optimal_size=optimal,
         switch_x=switch_x,
+        skipped=skipped,
+        caps={
+            c: place_cap(float(c), bridges, level=cfg.level)
+            for c in sorted({int(c) for c in cap[np.isfinite(cap)]})
+        },
+        scale=scale or scale_label(),
     )
 
 

@@ -30,20 +30,42 @@ from analysis.forms import FitForm, fit_batch
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
-    """A point estimate with its percentile interval (NaN without replicates)."""
+    """A point estimate with its percentile interval; ``why`` says why a value or the interval
+    is missing (NaN) or unbounded ("" when both are there)."""
 
     value: float
     lo: float
     hi: float
+    why: str = ""
 
     @staticmethod
     def of(value: float, replicates: np.ndarray | None, level: float) -> Estimate:
-        """replicates f64[R] (NaN entries are failed refits and are left out)."""
-        lo, hi = interval(replicates, level)
+        """replicates f64[R]; NaN entries are failed refits. They are left out while they are
+        at most half of the interval's tails, (1 - level) / 2 of the replicates (a refit fails
+        where a replicate's frontier has too few points); with more, which side they would
+        fall on decides the interval, so there is none."""
+        if np.isnan(value):
+            return Estimate(value=np.nan, lo=np.nan, hi=np.nan, why="no fit")
+        if replicates is None:
+            return Estimate(value=float(value), lo=np.nan, hi=np.nan, why="no bootstrap replicates")
+        r = np.asarray(replicates, dtype=float)
+        failed = int(np.isnan(r).sum())
+        if r.size - failed < 2 or failed > (1.0 - level) / 2 * r.size:
+            why = f"{failed} of {r.size} bootstrap refits failed (too few frontier points)"
+            return Estimate(value=float(value), lo=np.nan, hi=np.nan, why=why)
+        lo, hi = interval(r, level)
+        # Replicates equal to the estimate (the same frontier, the same fit) differ from it by
+        # rounding only, where the batch's matrix products sum in another order.
+        eps = 1e-9 * (1.0 + abs(float(value)))
+        lo = float(value) if 0 < lo - value <= eps else lo
+        hi = float(value) if 0 < value - hi <= eps else hi
         return Estimate(value=float(value), lo=lo, hi=hi)
 
-    def to_dict(self) -> dict[str, float]:
-        return {"value": self.value, "lo": self.lo, "hi": self.hi}
+    def to_dict(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = {"value": self.value, "lo": self.lo, "hi": self.hi}
+        if self.why:
+            out["why"] = self.why
+        return out
 
 
 def interval(replicates: np.ndarray | None, level: float) -> tuple[float, float]:
@@ -73,10 +95,13 @@ class CurveFit:
     failed: int  # replicates without a fit (too few points on the frontier)
     x_range: tuple[float, float]  # the x of the fitted points
     level: float  # the confidence level of intervals
+    unidentified: str = ""  # why the data do not identify the parameters ("" when they do)
 
     def param(self, name: str) -> Estimate:
         if name not in self.form.params:
             raise ValueError(f"form {self.form.name} has no parameter {name!r}")
+        if self.unidentified:
+            return Estimate(value=np.nan, lo=np.nan, hi=np.nan, why=self.unidentified)
         i = self.form.params.index(name)
         reps = None if self.replicates is None else self.replicates[:, i]
         return Estimate.of(float(self.estimate[i]), reps, self.level)
@@ -113,6 +138,7 @@ class CurveFit:
             "scale": self.scale,
             "absolute_weights": self.absolute,
             "failed_replicates": self.failed,
+            "unidentified": self.unidentified or None,
             "x_range": list(self.x_range),
         }
 
@@ -191,6 +217,7 @@ def fit_curve(
         failed=failed,
         x_range=(float(xs.min()), float(xs.max())),
         level=level,
+        unidentified=form.unidentified(estimate, x) if np.isfinite(estimate).all() else "",
     )
 
 
@@ -309,7 +336,12 @@ def compare_slopes(
 
     def mult(est: Estimate) -> Estimate:
         value, lo, hi = (float(multiplier(v, elo_gain)) for v in (est.value, est.hi, est.lo))
-        return Estimate(value=value, lo=lo, hi=hi)
+        why = est.why
+        if est.value <= 0:
+            why = "the slope is not positive"
+        elif est.lo <= 0:
+            why = "no upper bound: the slope's interval reaches 0"
+        return Estimate(value=value, lo=lo, hi=hi, why=why)
 
     gap = None
     if gap_at is not None:

@@ -98,6 +98,11 @@ class FitForm(abc.ABC):
         unchanged."""
         return params
 
+    def unidentified(self, params: np.ndarray, x: np.ndarray) -> str:
+        """Why the fit's parameters f64[P] are not identified by the data x f64[N] (the grid's
+        points), or "" when they are."""
+        return ""
+
 
 _FLAT = 1e-6  # Elo: a rise below this over the data range is no rise (the slope is 0)
 
@@ -214,6 +219,18 @@ class Sigmoid(FitForm):
         floor, plateau = params[..., :1], params[..., 1:2]
         z = params[..., 3:4] * (x - params[..., 2:3])
         return floor + (plateau - floor) * 0.5 * (1.0 + np.tanh(0.5 * z))
+
+    def unidentified(self, params: np.ndarray, x: np.ndarray) -> str:
+        """At the edge of the grid's box (a centre 0.25 ranges outside the data, the smallest or
+        the largest steepness) the data show no curvature the sigmoid could place: a shallower
+        sigmoid centred further out fits as well, and every parameter is set by the box."""
+        mid, log_k = self.axes(x)
+        theta = np.array([params[2], np.log10(params[3])])
+        edge = [mid[0], log_k[0]], [mid[-1], log_k[-1]]
+        tol = 1e-6 * np.array([np.ptp(mid), np.ptp(log_k)])
+        if np.any(np.abs(theta - edge[0]) <= tol) or np.any(np.abs(theta - edge[1]) <= tol):
+            return "no curvature in the data: the sigmoid is at the edge of its range"
+        return ""
 
     def canonical(self, params: np.ndarray, x: np.ndarray, used: np.ndarray) -> np.ndarray:
         """Without height (plateau = floor) x_mid and k are not identified: x_mid mid-range and

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,36 @@ def _empty(fig_axes: tuple[Figure, list], message: str) -> Figure:
     axes[0].text(0.5, 0.5, message, ha="center", va="center", transform=axes[0].transAxes)
     axes[0].set_axis_off()
     return fig
+
+
+def _legend(ax: Any) -> None:
+    """A legend only where some artist has a label (no empty legend, no warning)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7)
+
+
+def _cap(ax: Any, analysis: StudyAnalysis, cap: int) -> None:
+    """The cap as a band on the arena's scale where bridges place it; otherwise a note, and no
+    line (its nominal number is on the data's scale, not this axis's)."""
+    placed = analysis.caps.get(cap)
+    est = None if placed is None else placed.estimate
+    if est is None:
+        why = "no bridge" if placed is None or not placed.bridges else placed.why
+        ax.text(
+            0.02,
+            0.02,
+            f"cap {cap} not placed on this scale ({why})",
+            transform=ax.transAxes,
+            fontsize=7,
+            color="tab:red",
+        )
+        return
+    if np.isfinite(est.lo) and np.isfinite(est.hi):
+        ax.axhspan(est.lo, est.hi, color="tab:red", alpha=0.12, lw=0, label=f"cap {cap}")
+        ax.axhline(est.value, color="tab:red", ls="--", lw=1)
+    else:
+        ax.axhline(est.value, color="tab:red", ls="--", lw=1, label=f"cap {cap} (no interval)")
 
 
 def _size_colours(study: pd.DataFrame) -> dict[str, tuple[float, ...]]:
@@ -104,12 +135,15 @@ def elo_vs_compute(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
             capsize=2,
             label="frontier",
         )
+        caps = g["cap"].dropna().unique()
+        if len(caps) == 1 and g["regime"].iloc[0] != "selfplay_scratch":
+            _cap(ax, analysis, int(caps[0]))
         ax.set_xscale("log")
         ax.set_title(label)
         ax.set_xlabel("compute (FLOPs)")
-        ax.set_ylabel("Elo")
+        ax.set_ylabel(analysis.scale)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return fig
 
 
@@ -127,6 +161,8 @@ def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
         for regime in ("supervised", "selfplay_cap", "selfplay_scratch"):
             label = group_label(regime, None if regime == "selfplay_scratch" else cap)
             g = study[study["group"] == label].sort_values("flops")
+            if g.empty:
+                continue
             ax.errorbar(
                 g["log10_flops"],
                 g["elo"],
@@ -150,14 +186,14 @@ def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
                 ax.fill_between(grid, lo, hi, color="black", alpha=0.12, lw=0)
             if method == "segmented_at_switch":
                 b1, b2 = fit.param("b1").value, fit.param("b2").value
-                title += f": {b1:.0f} -> {b2:.0f} Elo/decade"
+                title += f": {b1:+.0f} -> {b2:+.0f} Elo/decade"
         ax.axvline(xs, color="tab:red", ls=":", lw=1, label="switch")
-        ax.axhline(cap, color="tab:red", ls="--", lw=1, label="cap")
+        _cap(ax, analysis, cap)
         ax.set_title(title)
         ax.set_xlabel("log10 compute (FLOPs)")
-        ax.set_ylabel("Elo")
+        ax.set_ylabel(analysis.scale)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return fig
 
 
@@ -181,7 +217,7 @@ def rating_intervals(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
     ax.scatter(shown["elo"], y, c=colours, s=12, zorder=3)
     ax.set_yticks(y, [f"{a} ({s})" for a, s in zip(shown["agent"], shown["size"], strict=True)])
     ax.tick_params(axis="y", labelsize=6)
-    ax.set_xlabel("Elo")
+    ax.set_xlabel(analysis.scale)
     ax.set_title("ratings of the frontier's checkpoints (intervals of ratings.csv)")
     ax.grid(True, axis="x", alpha=0.3)
     return fig
@@ -225,7 +261,7 @@ def learning_curves(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
         ax.set_xlabel("compute (FLOPs)")
         ax.set_ylabel("loss")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return fig
 
 
@@ -251,7 +287,7 @@ def optimal_size(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
         ax.set_xlabel("log10 compute (FLOPs)")
         ax.set_ylabel("log10 parameters")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return fig
 
 
