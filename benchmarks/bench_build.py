@@ -15,6 +15,15 @@ Target: build time with 2 workers >= 1.7x faster than with 1 worker (excluding R
 
 Run:  .venv/bin/python benchmarks/bench_build.py               (about 3 min)
       .venv/bin/python benchmarks/bench_build.py --mb 55 --repeat 3 --chunk 500
+
+--compare: shard size and build speed against a baseline commit, and one pass for every cap
+against one build per cap, in the same run (in-process builds, no Ray, one core each). Input:
+every file of $ELOCAP_DATA/lichess (10,937 games). Each measurement is a fresh child process
+timing the build into a fresh directory; the baseline runs the same child code against a git
+worktree of --ref (its data_pipeline and elocap first on sys.path). Runs alternate baseline,
+current, one build per cap, one pass, ... --repeat times; medians are quoted.
+
+      .venv/bin/python benchmarks/bench_build.py --compare [--ref a01f124] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -218,5 +227,138 @@ def _main(tmp: Path) -> None:
     )
 
 
+def format_child(args: argparse.Namespace) -> None:
+    if args.path:
+        sys.path.insert(0, args.path)
+    from data_pipeline.build import BuildConfig, build
+    from data_pipeline.filters import FilterConfig
+
+    out = Path(args.out)
+    t = time.perf_counter()
+    if args.arm == "caps":
+        from data_pipeline.views import build_caps
+
+        caps = [int(x) for x in args.caps.split(",")]
+        views = [out / f"cap{cap}" for cap in caps]
+        cfg = BuildConfig(chunk_games=args.chunk)
+        res = build_caps(
+            [str(c.LICHESS)], out / "all", cfg, caps, views, use_ray=False, progress=False
+        )
+        manifests = [res["shared"]]
+        positions = {cap: sum(res["views"][cap]["positions"].values()) for cap in caps}
+    elif args.arm == "percap":
+        manifests, positions = [], {}
+        for cap in (int(x) for x in args.caps.split(",")):
+            cfg = BuildConfig(filters=FilterConfig(cap=cap), chunk_games=args.chunk)
+            m = build([str(c.LICHESS)], out / f"cap{cap}", cfg, use_ray=False, progress=False)
+            manifests.append(m)
+            positions[cap] = sum(m["positions"].values())
+    else:
+        cfg = BuildConfig(filters=FilterConfig(cap=args.cap), chunk_games=args.chunk)
+        m = build([str(c.LICHESS)], out, cfg, use_ray=False, progress=False)
+        manifests, positions = [m], {args.cap: sum(m["positions"].values())}
+    wall = time.perf_counter() - t
+    files = [p for p in out.rglob("*.array_record") if p.is_file()]
+    stored = sum(s.get("records", 0) for m in manifests for s in m["shards"])
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "positions": positions,
+                "stored_positions": stored or sum(positions.values()),
+                "shard_bytes": sum(p.stat().st_size for p in files),
+                "files": len(files),
+            }
+        )
+    )
+
+
+def format_run(args: argparse.Namespace, arm: str, out: Path, path: str = "") -> dict:
+    cmd = [
+        c.PYTHON,
+        __file__,
+        "--compare",
+        "--child",
+        "--arm",
+        arm,
+        "--out",
+        str(out),
+        "--path",
+        path,
+    ]
+    cmd += ["--cap", str(args.cap), "--chunk", str(args.chunk), "--caps", args.caps]
+    c.wait_quiet()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=path or None)
+    if p.returncode != 0:
+        sys.exit(f"child failed: {p.stderr[-3000:]}")
+    shutil.rmtree(out)
+    return dict(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def format_main(tmp: Path) -> None:
+    ap = argparse.ArgumentParser(description="the format and one-pass comparison")
+    ap.add_argument("--ref", default="a01f124", help="baseline commit (the format before)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cap", type=int, default=2000)
+    ap.add_argument("--caps", default="1200,1500,1800,2000")
+    ap.add_argument("--chunk", type=int, default=2000)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--arm", default="format", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--path", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--compare", action="store_true", help="this mode (see the docstring)")
+    args = ap.parse_args()
+    if args.child:
+        format_child(args)
+        return
+    print(c.machine())
+    base = tmp / "baseline"
+    subprocess.run(["git", "-C", str(c.REPO), "worktree", "add", "--detach", str(base), args.ref],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        res: dict[str, list[dict]] = {"baseline": [], "current": [], "caps": [], "percap": []}
+        for r in range(args.repeat):
+            res["baseline"].append(format_run(args, "format", tmp / f"b{r}", str(base)))
+            res["current"].append(format_run(args, "format", tmp / f"c{r}"))
+            res["percap"].append(format_run(args, "percap", tmp / f"p{r}"))
+            res["caps"].append(format_run(args, "caps", tmp / f"a{r}"))
+            walls = ", ".join(f"{k} {v[-1]['wall']:.2f} s" for k, v in res.items())
+            print(f"  repeat {r + 1}: {walls}", flush=True)
+    finally:
+        subprocess.run(["git", "-C", str(c.REPO), "worktree", "remove", "--force", str(base)],
+                       check=False, capture_output=True)  # fmt: skip
+    for key in ("baseline", "current"):
+        a, b = res[key][0], res[key]
+        assert all(x["positions"] == a["positions"] for x in b)
+    assert res["baseline"][0]["positions"] == res["current"][0]["positions"]
+    assert res["caps"][0]["positions"] == res["percap"][0]["positions"]
+    rows = []
+    for key in ("baseline", "current"):
+        first = res[key][0]
+        wall = c.median(x["wall"] for x in res[key])
+        n = sum(first["positions"].values())
+        rows.append([f"{key} ({args.ref})" if key == "baseline" else key, n,
+                     f"{first['shard_bytes'] / first['stored_positions']:.1f}",
+                     first["files"], f"{wall:.2f}", f"{n / wall:,.0f}",
+                     c.runs([x["wall"] for x in res[key]], 2)])  # fmt: skip
+    print(f"\ncap {args.cap}, chunk_games {args.chunk}, every file of {c.LICHESS}:")
+    print(c.table(["code", "positions", "bytes/position", "files", "build s (median)",
+                   "positions/s", "runs"], rows))  # fmt: skip
+    ratio = c.median(x["wall"] for x in res["current"]) / c.median(
+        x["wall"] for x in res["baseline"]
+    )
+    print(f"build time current / baseline: {ratio:.2f}x")
+    rows = []
+    for key in ("percap", "caps"):
+        first = res[key][0]
+        wall = c.median(x["wall"] for x in res[key])
+        rows.append([key, f"{first['shard_bytes'] / 1e6:.2f}", first["files"], f"{wall:.2f}",
+                     c.runs([x["wall"] for x in res[key]], 2)])  # fmt: skip
+    print(f"\ncaps {args.caps} (positions per cap {res['caps'][0]['positions']}, equal in both):")
+    print(c.table(["arm", "shard MB", "files", "wall s (median)", "runs"], rows))
+    speed = c.median(x["wall"] for x in res["percap"]) / c.median(x["wall"] for x in res["caps"])
+    print(f"one pass for every cap vs one build per cap: {speed:.2f}x faster")
+
+
 if __name__ == "__main__":
-    c.run_in_scratch(_main)
+    c.run_in_scratch(format_main if "--compare" in sys.argv else _main)

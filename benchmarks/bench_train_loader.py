@@ -72,6 +72,11 @@ def main() -> None:
             loader_cfg = LoaderConfig(batch_size=a.batch, worker_count=a.workers)
             loader = iter(dataset(data, "train", loader_cfg))
             held = itertools.cycle([next(loader) for _ in range(8)])
+            start = time.perf_counter()  # the loader alone: batches drawn, nothing computed
+            for _ in range(200):
+                next(loader)
+            alone = (time.perf_counter() - start) / 200
+            print(f"{size}: the loader alone, {alone * 1e3:.3f} ms per batch of {a.batch}")
             state, _ = _time_steps(fns, state, held, 3)  # warm-up
             with_loader, in_memory = [], []
             for _ in range(a.repeat):

@@ -22,9 +22,7 @@ from jobs.study_config import StudyConfig
 
 
 def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
-    import dataclasses
-
-    from data_pipeline.build import build
+    from data_pipeline.views import build_caps
     from mcts.ladder import build_ladder
 
     sources, summary = [], {}
@@ -36,16 +34,19 @@ def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
         else:
             sources.append(source)
     cache = Path(cfg.data.cache_dir or os.environ.get("ELOCAP_CACHE", "") or wd.cache_dir)
-    for cap in cfg.data.caps:
-        filters = dataclasses.replace(cfg.data.build.filters, cap=cap)
-        build_cfg = dataclasses.replace(cfg.data.build, filters=filters)
-        manifest = build(
-            sources, wd.data_dir(cap), build_cfg, use_ray=ex.distributed, cache_dir=cache
-        )
-        errors = [s for s in manifest["sources"] if s["error"]]
-        if errors:
-            raise RuntimeError(f"data build for cap {cap} failed on sources: {errors}")
-        summary[f"train_positions_cap{cap}"] = int(manifest["positions"]["train"])
+    # One pass for every cap: the shared build of all kept games (to move into elocap.workdir),
+    # and per cap a view of it in wd.data_dir(cap), which the sweep reads as a build.
+    shared_dir = wd.root / "data" / "all"
+    caps = list(cfg.data.caps)
+    out = build_caps(
+        sources, shared_dir, cfg.data.build, caps, [wd.data_dir(c) for c in caps],
+        use_ray=ex.distributed, cache_dir=cache,
+    )  # fmt: skip
+    errors = [s for s in out["shared"]["sources"] if s["error"]]
+    if errors:
+        raise RuntimeError(f"data build failed on sources: {errors}")
+    for cap in caps:
+        summary[f"train_positions_cap{cap}"] = int(out["views"][cap]["positions"]["train"])
     return summary
 
 
