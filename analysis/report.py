@@ -145,7 +145,7 @@ def fmt_number(v: float, kind: str) -> str:
     """One number: ``slope`` and ``diff`` signed Elo ("+120"), ``elo`` Elo ("640"), ``flops``
     from log10 FLOPs ("3.2e12"), ``mult`` a compute factor ("x3.2", "x4.2e6")."""
     if kind == "flops":
-        return f"{10.0**v:.2g}".replace("e+", "e")
+        return f"{10.0**v:.1e}".replace("e+", "e")
     if kind == "mult":
         if v >= 1e3:
             return "x" + f"{v:.1e}".replace("e+0", "e").replace("e+", "e")
@@ -231,7 +231,9 @@ def headline(analysis: StudyAnalysis) -> list[str]:
     line through it, Elo per decade of FLOPs) with its interval or why it is not estimable; the
     change of slope at the switch; where each cap lies on the arena's scale."""
     level = f"{analysis.config.level:.0%}"
-    slopes = [f"{_group_name(g)} {fmt_estimate(analysis.slope(g), 'slope')}" for g in analysis.fits]
+    order = ("supervised", "selfplay_cap", "selfplay_scratch")
+    groups = sorted(analysis.fits, key=lambda g: (order.index(g.split()[0]), g))
+    slopes = [f"{_group_name(g)} {fmt_estimate(analysis.slope(g), 'slope')}" for g in groups]
     lines = [f"Elo/decade of FLOPs ({level} intervals): " + "; ".join(slopes or ["no fits"])]
     changes = [c for c in analysis.switch if c.method == "segmented_at_switch"]
     if changes:

@@ -297,7 +297,7 @@ def test_numbers_read_with_units_and_reasons() -> None:
     slope = e(value=120.4, lo=38.0, hi=-5.0 + 215.0)
     assert fmt_estimate(slope, "slope", "Elo/decade") == "+120 [+38, +210] Elo/decade"
     assert fmt_estimate(e(value=np.log10(3.2e12), lo=12.0, hi=13.0), "flops") == (
-        "3.2e12 [1e12, 1e13]"
+        "3.2e12 [1.0e12, 1.0e13]"
     )
     missing = e(value=np.nan, lo=np.nan, hi=np.nan, why="too few points: 1 on the frontier")
     assert fmt_estimate(missing, "slope") == "not estimable (too few points: 1 on the frontier)"
