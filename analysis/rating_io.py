@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import chess.pgn
@@ -82,8 +82,12 @@ class Games:
         return Games(self.names, self.white[mask], self.black[mask], self.score[mask])
 
 
-def read_pgn_results(paths: Sequence[Path]) -> tuple[Games, dict[str, int]]:
-    """Reads the results of every game in ``paths`` (plain PGN) from the headers only.
+def read_pgn_results(
+    paths: Sequence[Path],
+    keep: Callable[[Path, chess.pgn.Headers], bool] | None = None,
+) -> tuple[Games, dict[str, int]]:
+    """Reads the results of every game in ``paths`` (plain PGN) from the headers only (of the
+    games ``keep(path, headers)`` accepts, when given: the others are neither read nor counted).
 
     Returns the games and the rejected games counted by reason: ``unfinished`` (Result ``*`` or
     empty), ``missing result`` (no Result tag), ``unknown result`` (any other Result value),
@@ -95,6 +99,8 @@ def read_pgn_results(paths: Sequence[Path]) -> tuple[Games, dict[str, int]]:
     for path in paths:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             while (headers := chess.pgn.read_headers(f)) is not None:
+                if keep is not None and not keep(Path(path), headers):
+                    continue
                 reason, triple = _classify(headers)
                 if triple is None:
                     rejected[reason] += 1

@@ -209,7 +209,11 @@ def replicates_from_games(
             raise ValueError(f"checkpoint {agent!r} has a rating but no game in {paths[0].parent}")
     rated = np.isfinite(elo)
     if rated.any():
-        spread = np.maximum(out[:, rated].std(axis=0), 1.0)
+        # the scale of a shift: the bootstrap's spread or the interval's standard error,
+        # whichever is wider (a few decisive games make a discrete bootstrap whose spread is
+        # far below the interval's and whose median sits a step off the estimate)
+        se = (study["elo_hi"].to_numpy(dtype=float) - study["elo_lo"].to_numpy(dtype=float)) / 3.29
+        spread = np.maximum(np.maximum(out[:, rated].std(axis=0), se[rated]), 1.0)
         shift = np.median(out[:, rated], axis=0) - elo[rated]
         if np.median(np.abs(shift) / spread) > 1.0:
             raise ValueError(

@@ -33,7 +33,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from elocap.files import atomic_write_json, atomic_write_text
+from elocap.files import (
+    Manifest,
+    atomic_write_json,
+    atomic_write_text,
+    file_manifest,
+    manifest_digest,
+    verify_manifest,
+)
 
 REGIMES: tuple[str, ...] = ("supervised", "selfplay_cap", "selfplay_scratch")
 PHASES: tuple[str, ...] = ("supervised", "selfplay")  # arena phases, in order
@@ -76,8 +83,14 @@ class Workdir:
     def corpus(self, name: str) -> Path:
         return self.root / "corpus" / f"{name}.pgn"
 
+    @property
+    def data_root(self) -> Path:
+        """Every data build of the study (the per-cap directories and what they share)."""
+        return self.root / "data"
+
     def data_dir(self, cap: int) -> Path:
-        return self.root / "data" / f"cap{int(cap)}"
+        """The directory the sweep reads for cap C."""
+        return self.data_root / f"cap{int(cap)}"
 
     @property
     def runs_dir(self) -> Path:
@@ -274,13 +287,27 @@ def read_ratings(path: Path) -> list[RatingRow]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StageRecord:
-    """What a finished stage ran with (its fingerprint: its config and its upstream's) and what
-    it produced (a summary for people and the next stages)."""
+    """What a finished stage ran with (its fingerprint: its config and what its upstream
+    produced), what it read from outside the study (``inputs``: the data's source files) and what
+    it produced (``outputs``; both manifests of ``elocap.files``, paths relative to the workdir
+    or absolute for inputs), and a summary for people and the next stages. A stage is done only
+    while its fingerprint matches and both manifests verify."""
 
     stage: str
     fingerprint: str
     seconds: float
     summary: dict[str, Any]
+    inputs: Manifest = dataclasses.field(default_factory=dict)
+    outputs: Manifest = dataclasses.field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """What the next stage depends on: this stage's fingerprint and its outputs' content."""
+        return f"{self.fingerprint}:{manifest_digest(self.outputs)}"
+
+    def problems(self, wd: Workdir) -> list[str]:
+        """Why the record no longer holds (a missing or changed input or output), or []."""
+        return [*verify_manifest(Path("/"), self.inputs), *verify_manifest(wd.root, self.outputs)]
 
 
 def write_stage(wd: Workdir, record: StageRecord) -> None:
@@ -297,8 +324,23 @@ def read_stage(wd: Workdir, stage: str) -> StageRecord | None:
         record = StageRecord(**data)
         if record.stage != stage or not isinstance(record.summary, dict):
             raise TypeError
-    except (ValueError, TypeError, UnicodeDecodeError):
+        for manifest in (record.inputs, record.outputs):
+            for entry in manifest.values():
+                size, mtime, sha = entry
+                if not (isinstance(size, int) and isinstance(mtime, int) and isinstance(sha, str)):
+                    raise TypeError
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
         raise ValueError(
             f"{path}: not a stage record of {stage!r}; delete it to run the stage again"
         ) from None
     return record
+
+
+def stage_files(wd: Workdir, paths: Iterable[Path], *, absolute: bool = False) -> Manifest:
+    """The manifest of ``paths`` (files or directories) for a stage record."""
+    return file_manifest(Path("/") if absolute else wd.root, [Path(p).absolute() for p in paths])
+
+
+def finished_run_files(run: Path) -> list[Path]:
+    """What a finished run leaves for the next stages: its result and its kept checkpoints."""
+    return [Path(run) / "result.json", Path(run) / "checkpoints"]

@@ -1,7 +1,10 @@
 """A whole study, stage by stage: data -> sweep -> ratings -> self-play -> ratings -> fits ->
-report. Every stage skips work whose results exist: a stage whose inputs (its part of the config
-and the fingerprints of the stages before it) are unchanged since it last finished is not run
-again, and inside a stage the sweep skips finished runs and the arena games already played.
+report, tracked like make: a stage is done while its record (``stages/<stage>.json``) matches
+its part of the config and what the stage before it produced, and the files it read from outside
+(the data's sources) and the files it produced (with sizes and checksums) verify. A stage that is
+not done runs again and redoes only what is missing inside it (the sweep trains a run with a
+missing checkpoint from its last good one, the arena plays the games a cut log lost), and when
+its outputs change, every later stage is stale too.
 
 The workdir's layout and registry belong to ``elocap.workdir``.
 """
@@ -17,7 +20,15 @@ from typing import Any
 
 from elocap.execution import Executor
 from elocap.files import atomic_write_json
-from elocap.workdir import StageRecord, Workdir, read_stage, write_stage
+from elocap.workdir import (
+    StageRecord,
+    Workdir,
+    finished_run_files,
+    read_stage,
+    stage_files,
+    write_stage,
+)
+from jobs import study_plan as plan
 from jobs import study_stages as stages
 from jobs.study_config import StudyConfig
 from scaling.config import config_hash, to_dict
@@ -37,6 +48,31 @@ STAGES: tuple[tuple[str, tuple[str, ...], StageFn], ...] = (
 
 def _fingerprint(cfg: StudyConfig, sections: tuple[str, ...], upstream: str) -> str:
     return config_hash([{s: to_dict(getattr(cfg, s)) for s in sections}, upstream], 16)
+
+
+def stage_inputs(name: str, cfg: StudyConfig) -> list[Path]:
+    """The files a stage reads from outside the study directory."""
+    if name != "data":
+        return []
+    return [Path(s) for s in cfg.data.sources if s != "ladder" and Path(s).exists()]
+
+
+def stage_outputs(name: str, cfg: StudyConfig, wd: Workdir) -> list[Path]:
+    """The files and directories a finished stage leaves for the next ones."""
+    if name == "data":
+        corpus = [wd.corpus("ladder")] if "ladder" in cfg.data.sources else []
+        return [*corpus, wd.data_root]
+    if name in ("supervised", "selfplay"):
+        runs = (
+            plan.supervised_runs(cfg, wd) if name == "supervised" else plan.selfplay_runs(cfg, wd)
+        )
+        return [f for r in runs for f in finished_run_files(Path(r.out_dir))]
+    if name.startswith("arena-"):
+        phase = name.removeprefix("arena-")
+        return [wd.arena_log(phase), wd.phase_registry(phase)]
+    if name == "ratings":
+        return [wd.ratings_csv, wd.checkpoints_csv]
+    return [wd.report_dir]
 
 
 def run_study(
@@ -60,27 +96,41 @@ def run_study(
     for i, ((name, sections, fn), done) in enumerate(zip(STAGES, records, strict=True), 1):
         fingerprint = _fingerprint(cfg, sections, upstream)
         header = f"[{i}/{len(STAGES)}] {name}"
-        if done is not None and done.fingerprint == fingerprint:
+        stale = _why_stale(done, fingerprint, wd)
+        if done is not None and stale is None:
             log(f"{header}: done before, skipped")
             rows.append({"stage": name, "status": "skipped", "seconds": 0.0, **done.summary})
         else:
-            log(f"{header}: running")
+            log(f"{header}: running{'' if stale is None else f' ({stale})'}")
             start = time.perf_counter()
             summary = fn(cfg, wd, executor)
             seconds = time.perf_counter() - start
-            write_stage(
-                wd,
-                StageRecord(
-                    stage=name,
-                    fingerprint=fingerprint,
-                    seconds=seconds,
-                    summary=json.loads(json.dumps(summary, default=str)),
-                ),
+            done = StageRecord(
+                stage=name,
+                fingerprint=fingerprint,
+                seconds=seconds,
+                summary=json.loads(json.dumps(summary, default=str)),
+                inputs=stage_files(wd, stage_inputs(name, cfg), absolute=True),
+                outputs=stage_files(wd, stage_outputs(name, cfg, wd)),
             )
+            write_stage(wd, done)
             log(f"{header}: finished in {seconds:.1f} s {_brief(summary)}")
             rows.append({"stage": name, "status": "ran", "seconds": seconds, **summary})
-        upstream = fingerprint
+        upstream = done.digest
     return rows
+
+
+def _why_stale(done: StageRecord | None, fingerprint: str, wd: Workdir) -> str | None:
+    """None when the record holds; otherwise what changed (the first damaged file, named)."""
+    if done is None:
+        return None
+    if done.fingerprint != fingerprint:
+        return "its config or an earlier stage changed"
+    problems = done.problems(wd)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        return f"{problems[0]}{more}; redoing what that affects"
+    return None
 
 
 def _brief(summary: dict[str, Any]) -> str:

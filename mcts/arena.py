@@ -201,10 +201,16 @@ def run_tournament(
     todo = [j for j in jobs if j.game_id not in done]
     start = time.perf_counter()
     bar = _progress(len(todo), progress)
-    work = [(batch, cfg) for batch in batches(todo, cfg)]
+    # Batches are cut from the whole tournament, and a batch's games share its random stream,
+    # so a batch that lost some games (a log cut by a crash or by damage) is played again
+    # whole, and only its missing games are kept: every game is the one an unbroken run plays.
+    work = [
+        (batch, cfg) for batch in batches(jobs, cfg) if any(j.game_id not in done for j in batch)
+    ]
     for _, records in executor.map_unordered(play_batch, work, window=cfg.workers):
-        append_games(pgn_path, records)
-        bar.update(len(records))
+        new = [r for r in records if r.game_id not in done]
+        append_games(pgn_path, new)
+        bar.update(len(new))
     bar.close()
     return TournamentReport(len(todo), len(jobs) - len(todo), time.perf_counter() - start)
 

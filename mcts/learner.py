@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from scaling import checkpoints, flops
 from scaling.config import ModelConfig, to_dict
 from scaling.model import init_params
 from scaling.step import TrainStep, make_train_step
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Learner",
@@ -236,9 +240,28 @@ def finish_run(cfg: SelfPlayRunConfig, learner: Learner, start: Start, p: Progre
         "parent": start.parent,
         "pid": os.getpid(),
         "host": socket.gethostname(),
+        "checkpoint_files": checkpoints.checkpoint_files(Path(cfg.out_dir)),
     }
     atomic_write_text(Path(cfg.out_dir) / "result.json", json.dumps(result, indent=1))
     return result
+
+
+def repair_finished(out: Path, result: dict[str, Any]) -> bool:
+    """False when the finished run's kept checkpoints are all as written. Otherwise says which
+    is damaged and clears the run's checkpoints, resume state, metrics and result, so that it
+    runs again from its start (its milestones carry no loop state to resume from; on CPU with
+    ``actors = 0`` the rerun is bitwise the same run), and returns True."""
+    bad = checkpoints.damaged_steps(out, result.get("checkpoint_files"), [])
+    if not bad:
+        return False
+    log.warning(
+        "%s; running self-play run %s again from its start", next(iter(bad.values())), out.name
+    )
+    for name in ("checkpoints", "resume"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("metrics.jsonl", "result.json"):
+        (out / name).unlink(missing_ok=True)
+    return True
 
 
 def _loop_tree(learner: Learner, key: jax.Array) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from mcts.learner import (
     finish_run,
     milestone_flops,
     progress_bar,
+    repair_finished,
     restore,
     save_start,
     starting_point,
@@ -64,7 +65,9 @@ def run_selfplay(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, 
     """Runs (or resumes, or returns the result of) a self-play run."""
     out = Path(cfg.out_dir)
     if (out / "result.json").exists():
-        return dict(json.loads((out / "result.json").read_text()))
+        result = dict(json.loads((out / "result.json").read_text()))
+        if not repair_finished(out, result):
+            return result
     if cfg.actors:
         return run_selfplay_ray(cfg, progress=progress)
     return _run_local(cfg, progress)

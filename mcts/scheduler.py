@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from elocap.execution import Executor
 from mcts.agents import AgentSpec
 from mcts.arena import ArenaConfig, GameJob, TournamentReport, run_tournament
 from mcts.openings import Opening
+
+ROUND_STRIDE = 1000  # the GameId round of active round r's games starts at r * ROUND_STRIDE
 
 
 def pairing_games(
@@ -86,7 +89,9 @@ def active_round(
     jobs = []
     for pair in sorted(pairs, key=lambda p: sorted(x.name for x in p)):
         a, b = sorted(pair, key=lambda x: x.name)
-        jobs += pairing_games(a, b, openings, games_per_pair, first_round=round_index * 1000)
+        jobs += pairing_games(
+            a, b, openings, games_per_pair, first_round=round_index * ROUND_STRIDE
+        )
     return jobs
 
 
@@ -130,8 +135,14 @@ def run_active(
     for rnd in range(schedule.max_rounds):
         ratings: dict[str, tuple[float, float, float]] = {}
         logs = [p for p in (*history, pgn_path) if p.exists()]
+
+        def before(path: Path, headers: Any, rnd: int = rnd) -> bool:
+            """A round is planned from the games of the rounds before it (and the history),
+            never from its own or later games a resumed log already holds."""
+            return path != pgn_path or _round_of(headers.get("GameId", "")) < rnd * ROUND_STRIDE
+
         if logs:
-            games, _ = read_pgn_results(logs)
+            games, _ = read_pgn_results(logs, keep=before)
             if len(games.white):
                 table = fit_ratings(games, "ordo", anchors=dict(anchor_elos or {}) or None)
                 ratings = {
@@ -154,3 +165,9 @@ def run_active(
             break
         reports.append(run_tournament(jobs, pgn_path, cfg, executor, progress=progress))
     return reports
+
+
+def _round_of(game_id: str) -> int:
+    """The round field of a GameId ``<white>|<black>|<opening>|<round>`` (0 when absent)."""
+    tail = game_id.rpartition("|")[2]
+    return int(tail) if tail.isdigit() else 0

@@ -7,6 +7,7 @@ kept until replaced: the latest checkpoint, for resuming.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from elocap.files import Manifest, file_manifest, verify_manifest
 
 
 def manager(directory: Path, milestones: Sequence[int]) -> ocp.CheckpointManager:
@@ -102,3 +105,41 @@ def restore_state(run_dir: Path, step: int | None = None) -> tuple[Any, dict[str
         ),
     )
     return restored.state, dict(restored.meta)
+
+
+# --- verification: a finished run is finished only while its checkpoints are as written --------
+
+
+def checkpoint_files(run_dir: Path) -> Manifest:
+    """The manifest (size, mtime, SHA-256) of every file of the run's kept checkpoints, paths
+    relative to the run directory; a finished run records it in its result.json."""
+    return file_manifest(Path(run_dir), [Path(run_dir) / "checkpoints"])
+
+
+def damaged_steps(run_dir: Path, recorded: Manifest | None, steps: Sequence[int]) -> dict:
+    """{step: problem} for the checkpoints of a finished run that are missing or changed since
+    ``recorded`` was taken (``steps``: the steps that must exist, for results older than the
+    manifest)."""
+    run_dir = Path(run_dir)
+    bad: dict[int, str] = {}
+    if recorded is not None:
+        for line in verify_manifest(run_dir, recorded):
+            rel = Path(line.split(": ", 1)[0]).relative_to(run_dir)
+            step = int(rel.parts[1]) if len(rel.parts) > 2 and rel.parts[1].isdigit() else 0
+            bad.setdefault(step, line)
+    for step in steps:
+        if not (run_dir / "checkpoints" / str(step)).is_dir():
+            bad.setdefault(step, f"{run_dir / 'checkpoints' / str(step)}: missing")
+    return dict(sorted(bad.items()))
+
+
+def drop_from(run_dir: Path, step: int) -> list[int]:
+    """Deletes the run's checkpoints at ``step`` and after (so that training resumes from the
+    last good one before it and writes them again); returns the steps deleted."""
+    directory = Path(run_dir) / "checkpoints"
+    gone = []
+    for d in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if d.is_dir() and d.name.isdigit() and int(d.name) >= step:
+            shutil.rmtree(d)
+            gone.append(int(d.name))
+    return gone

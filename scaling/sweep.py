@@ -162,7 +162,7 @@ def run_sweep(job: SweepJob, executor: Executor, *, progress: bool = True) -> li
     """Runs every unfinished run of the sweep on ``executor`` (one trial per run, retried from
     its checkpoint up to ``max_retries`` times); returns each run's result, in grid order."""
     runs = run_configs(job)
-    todo = [cfg for cfg in runs if not (Path(cfg.out_dir) / "result.json").exists()]
+    todo = [cfg for cfg in runs if not run_finished(Path(cfg.out_dir))]
     resources = Resources(
         num_cpus=job.cpus_per_trial, num_gpus=job.gpus_per_trial, resources=job.resources
     )
@@ -174,6 +174,17 @@ def run_sweep(job: SweepJob, executor: Executor, *, progress: bool = True) -> li
         if progress:
             print(f"finished {Path(todo[i].out_dir).name} ({len(todo) - done} left)", flush=True)
     return [json.loads((Path(c.out_dir) / "result.json").read_text()) for c in runs]
+
+
+def run_finished(out: Path) -> bool:
+    """A run is finished when its result is written and its checkpoints are as it wrote them
+    (``scaling.train.repair_finished`` clears a damaged one, which then trains again)."""
+    path = out / "result.json"
+    if not path.exists():
+        return False
+    from scaling.train import repair_finished
+
+    return not repair_finished(out, json.loads(path.read_text()))
 
 
 def status_rows(sweep: SweepJob) -> list[dict[str, Any]]:

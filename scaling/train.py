@@ -14,6 +14,7 @@ Run directory (``TrainConfig.out_dir``)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -31,6 +32,8 @@ from scaling.batch import BatchSpec, supervised_batch
 from scaling.config import TrainConfig, to_dict
 from scaling.model import init_params
 from scaling.step import TrainStep, compute_dtype, data_mesh, make_train_step
+
+log = logging.getLogger(__name__)
 
 
 def planned_steps(cfg: TrainConfig, spec: BatchSpec, mesh: Mesh) -> int:
@@ -63,7 +66,10 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     result_path = out / "result.json"
     if result_path.exists():
-        return dict(json.loads(result_path.read_text()))
+        result = dict(json.loads(result_path.read_text()))
+        if not repair_finished(out, result):
+            return result
+    loader.shard_paths(Path(cfg.data_dir), "train")  # a missing build: an error, nothing written
     out.mkdir(parents=True, exist_ok=True)
     _claim_run_dir(out, cfg)
 
@@ -134,9 +140,30 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
         "analytic_flops_per_step": fns.analytic_flops_per_step,
         "milestones": keep,
         "final": metrics_log.last("val"),
+        "checkpoint_files": checkpoints.checkpoint_files(out),
     }
     atomic_write_text(result_path, json.dumps(result, indent=1))
     return result
+
+
+def repair_finished(out: Path, result: dict[str, Any]) -> bool:
+    """False when the finished run's checkpoints are all as written. Otherwise says which is
+    damaged, deletes it and the later ones and the result, so that the run trains again from its
+    last good checkpoint (exact resume: the same parameters as before), and returns True."""
+    steps = [*result.get("milestones", []), result["steps"]]
+    bad = checkpoints.damaged_steps(out, result.get("checkpoint_files"), steps)
+    if not bad:
+        return False
+    step, problem = next(iter(bad.items()))
+    log.warning(
+        "%s; training %s again from its last good checkpoint before step %d",
+        problem,
+        out.name,
+        step,
+    )
+    checkpoints.drop_from(out, step)
+    (out / "result.json").unlink()
+    return True
 
 
 def evaluate(cfg: TrainConfig, fns: TrainStep, params: Any) -> dict[str, float]:
@@ -157,13 +184,22 @@ def _loader_config(cfg: TrainConfig) -> loader.LoaderConfig:
 
 
 def _claim_run_dir(out: Path, cfg: TrainConfig) -> None:
-    """Writes config.json, or checks that the directory's run has this very config."""
+    """Writes config.json, or checks that the directory's run has this very config (its
+    directories may have moved: run ids do not depend on where the study lies)."""
     path = out / "config.json"
-    text = json.dumps(to_dict(cfg), indent=1, sort_keys=True)
-    if path.exists() and path.read_text() != text:
-        raise ValueError(f"{out} holds a run with another config; use another out_dir")
-    if not path.exists():
-        atomic_write_text(path, text)
+    data = to_dict(cfg)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if _without_paths(old) != _without_paths(data):
+            raise ValueError(f"{out} holds a run with another config; use another out_dir")
+        if old == data:
+            return
+    # new, or the same run in a moved directory: the paths are where it is now
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def _without_paths(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("out_dir", "data_dir")}
 
 
 class MetricsLog:
