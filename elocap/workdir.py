@@ -5,7 +5,8 @@ registry files; everything else asks it. Layout::
 
     study.json                  the resolved study config
     corpus/<name>.pgn           generated corpora (source "ladder")
-    data/cap<C>/                the data build of each cap
+    data/all/                   the one build of the sources that serves every cap
+    data/cap<C>/                each cap's view of it (a manifest the sweep reads as a build)
     runs/<run id>/              supervised and self-play runs: config.json (with its RunInfo:
                                 regime, cap, size, parent), metrics.jsonl, checkpoints
     arena/<phase>.pgn           the games of each arena phase
@@ -88,8 +89,13 @@ class Workdir:
         """Every data build of the study (the per-cap directories and what they share)."""
         return self.root / "data"
 
+    @property
+    def data_shared(self) -> Path:
+        """The one build of the study's sources every cap's view reads (one pass, every cap)."""
+        return self.data_root / "all"
+
     def data_dir(self, cap: int) -> Path:
-        """The directory the sweep reads for cap C."""
+        """The directory the sweep reads for cap C: a view of ``data_shared`` (its manifest)."""
         return self.data_root / f"cap{int(cap)}"
 
     @property

@@ -34,9 +34,9 @@ def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
         else:
             sources.append(source)
     cache = Path(cfg.data.cache_dir or os.environ.get("ELOCAP_CACHE", "") or wd.cache_dir)
-    # One pass for every cap: the shared build of all kept games (to move into elocap.workdir),
-    # and per cap a view of it in wd.data_dir(cap), which the sweep reads as a build.
-    shared_dir = wd.root / "data" / "all"
+    # One pass for every cap: the shared build of all kept games, and per cap a view of it in
+    # wd.data_dir(cap), which the sweep reads as a build.
+    shared_dir = wd.data_shared
     caps = list(cfg.data.caps)
     out = build_caps(
         sources, shared_dir, cfg.data.build, caps, [wd.data_dir(c) for c in caps],

@@ -57,9 +57,9 @@ def openings_from_split(
     """``count`` openings: the first ``plies`` moves of distinct games of a build's split, picked
     at random (seeded) among games at least that long; distinct move sequences only."""
     from data_pipeline.encoding import action_to_move
-    from data_pipeline.loader import _read_all, shard_paths
+    from data_pipeline.loader import read_examples
 
-    rows = np.concatenate([_read_all(str(p)) for p in shard_paths(data_dir, split)])
+    rows = read_examples(data_dir, split)  # the split's examples only (a view: its cap's)
     rows = rows[rows["ply"] < plies]
     order = np.lexsort((rows["ply"], rows["game_id"]))
     rows = rows[order]
