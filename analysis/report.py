@@ -151,8 +151,11 @@ def fmt_number(v: float, kind: str) -> str:
             return "x" + f"{v:.1e}".replace("e+0", "e").replace("e+", "e")
         return f"x{v:.1f}" if v < 9.95 else f"x{v:.0f}"
     if kind in ("slope", "diff"):
-        return f"{v:+.0f}" if abs(v) >= 9.5 else f"{v:+.1f}"
-    return f"{v:.0f}" if abs(v) >= 9.5 else f"{v:.1f}"
+        text = f"{v:+.0f}" if abs(v) >= 9.5 else f"{v:+.1f}"
+    else:
+        text = f"{v:.0f}" if abs(v) >= 9.5 else f"{v:.1f}"
+    # a value that rounds to zero has no sign ("[+0.0, -0.0]" reads as an interval upside down)
+    return text.lstrip("+-") if text.lstrip("+-") in ("0", "0.0") else text
 
 
 def fmt_estimate(e: Estimate, kind: str, unit: str = "") -> str:

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from elocap.execution import Executor
 from elocap.files import atomic_write_json
@@ -30,6 +30,7 @@ from elocap.workdir import (
 )
 from jobs import study_plan as plan
 from jobs import study_stages as stages
+from jobs.progress import brief
 from jobs.study_config import StudyConfig
 from scaling.config import config_hash, to_dict
 
@@ -75,17 +76,45 @@ def stage_outputs(name: str, cfg: StudyConfig, wd: Workdir) -> list[Path]:
     return [wd.report_dir]
 
 
+class StageView(Protocol):
+    """What ``run_study`` tells as it goes (``jobs.progress.StudyView`` draws it)."""
+
+    def begin(self, index: int, count: int, stage: str, why: str | None) -> None: ...
+
+    def end(self, index: int, count: int, stage: str, row: dict[str, Any]) -> None: ...
+
+
+@dataclasses.dataclass
+class LogView:
+    """Plain lines through ``log``: ``[i/n] stage: running (why)``, ``... finished in S s``."""
+
+    log: Callable[[str], None] = print
+
+    def begin(self, index: int, count: int, stage: str, why: str | None) -> None:
+        self.log(f"[{index}/{count}] {stage}: running{'' if why is None else f' ({why})'}")
+
+    def end(self, index: int, count: int, stage: str, row: dict[str, Any]) -> None:
+        header = f"[{index}/{count}] {stage}"
+        if row["status"] == "skipped":
+            self.log(f"{header}: done before, skipped")
+        else:
+            self.log(f"{header}: finished in {row['seconds']:.1f} s ({brief(row)})")
+
+
 def run_study(
     cfg: StudyConfig,
     workdir: Path,
     executor: Executor | None = None,
     *,
     log: Callable[[str], None] = print,
+    view: StageView | None = None,
 ) -> list[dict[str, Any]]:
     """Runs (or finishes) the study in ``workdir``; returns one row per stage: name, status
     ("ran" or "skipped"), seconds and the stage's summary. Without an executor, Ray is started
-    (or joined, with $RAY_ADDRESS) here, once, for every stage."""
+    (or joined, with $RAY_ADDRESS) here, once, for every stage. ``view`` (default: plain lines
+    through ``log``) is told when each stage begins and ends."""
     wd = Workdir(root=Path(workdir).absolute())
+    view = view or LogView(log)
     records = [read_stage(wd, name) for name, _, _ in STAGES]  # a damaged record: an error now
     if executor is None:
         from jobs.entry import executor as make_executor
@@ -93,15 +122,15 @@ def run_study(
         executor = make_executor(log_dir=wd.logs_dir)
     atomic_write_json(wd.study_json, to_dict(cfg))
     rows, upstream = [], ""
+    n = len(STAGES)
     for i, ((name, sections, fn), done) in enumerate(zip(STAGES, records, strict=True), 1):
         fingerprint = _fingerprint(cfg, sections, upstream)
-        header = f"[{i}/{len(STAGES)}] {name}"
         stale = _why_stale(done, fingerprint, wd)
         if done is not None and stale is None:
-            log(f"{header}: done before, skipped")
-            rows.append({"stage": name, "status": "skipped", "seconds": 0.0, **done.summary})
+            row = {"stage": name, "status": "skipped", "seconds": 0.0, **done.summary}
+            view.end(i, n, name, row)
         else:
-            log(f"{header}: running{'' if stale is None else f' ({stale})'}")
+            view.begin(i, n, name, stale)
             start = time.perf_counter()
             summary = fn(cfg, wd, executor)
             seconds = time.perf_counter() - start
@@ -114,8 +143,9 @@ def run_study(
                 outputs=stage_files(wd, stage_outputs(name, cfg, wd)),
             )
             write_stage(wd, done)
-            log(f"{header}: finished in {seconds:.1f} s {_brief(summary)}")
-            rows.append({"stage": name, "status": "ran", "seconds": seconds, **summary})
+            row = {"stage": name, "status": "ran", "seconds": seconds, **summary}
+            view.end(i, n, name, row)
+        rows.append(row)
         upstream = done.digest
     return rows
 
@@ -131,11 +161,6 @@ def _why_stale(done: StageRecord | None, fingerprint: str, wd: Workdir) -> str |
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}; redoing what that affects"
     return None
-
-
-def _brief(summary: dict[str, Any]) -> str:
-    items = [f"{k}={v}" for k, v in summary.items() if isinstance(v, int | float | str)]
-    return "(" + ", ".join(items) + ")" if items else ""
 
 
 def stage_names() -> list[str]:

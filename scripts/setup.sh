@@ -76,8 +76,20 @@ if [ "${ELOCAP_SETUP_TOOLS_ONLY:-0}" = 1 ]; then
   exit 0
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+# The Python environment: installed once per version of pyproject.toml (a stamp in .venv)
+# pip's output goes to .venv/setup.log, shown only when it fails.
+stamp=".venv/.elocap-setup"
+# (and of the set of top-level packages: an editable install maps them when it is made)
+want="$(python3 -c 'import glob, hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read() + " ".join(sorted(glob.glob("*/__init__.py"))).encode()).hexdigest())')"
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup: installing elocap and its Python packages into .venv (log: .venv/setup.log)" >&2
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+  .venv/bin/python -m pip install -q -e ".[dev]"; } >.venv/setup.log 2>&1; then
+  tail -n 20 .venv/setup.log >&2
+  echo "setup: pip could not install elocap (the whole log: .venv/setup.log)" >&2
+  exit 1
+fi
+echo "$want" >"$stamp"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,12 @@ def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "jobs.cli", "study", "run", str(TINY), "--workdir", str(workdir)]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1800)
     assert first.returncode == 0, first.stderr[-4000:]
-    for name in stage_names():
-        assert f"{name}: finished" in first.stdout, first.stdout
+    _check_terminal(first)
+    for i, name in enumerate(stage_names(), 1):
+        assert re.search(rf"^\[{i}/7\] {re.escape(name)} +#{{20}} .* \d+ s$", first.stdout, re.M), (
+            first.stdout
+        )
+    assert "Elo/decade of FLOPs" in first.stdout  # the report's main answer, at the end
     report = workdir / "report"
     html = (report / "index.html").read_text()
     for figure in FIGURES:
@@ -65,5 +70,15 @@ def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
     assert fits
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert second.returncode == 0, second.stderr[-4000:]
+    _check_terminal(second)
     assert "ran nothing (all done)" in second.stdout
-    assert all(f"{name}: done before, skipped" in second.stdout for name in stage_names())
+    for i, name in enumerate(stage_names(), 1):
+        assert re.search(rf"^\[{i}/7\] {re.escape(name)} +done before$", second.stdout, re.M)
+
+
+def _check_terminal(done: subprocess.CompletedProcess[str]) -> None:
+    """The study's terminal: a short progress view, no third-party noise (it is in the log)."""
+    lines = (done.stdout + done.stderr).splitlines()
+    assert len(lines) < 40, "\n".join(lines)
+    for noise in ("WARNING", "Warning", "pid=", "Traceback", "absl", 'File "'):
+        assert not any(noise in line for line in lines), "\n".join(lines)
