@@ -7,4 +7,4 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -q "$@"
+.venv/bin/pytest -q --durations=30 "$@"
