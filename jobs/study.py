@@ -116,6 +116,7 @@ def run_study(
     wd = Workdir(root=Path(workdir).absolute())
     view = view or LogView(log)
     records = [read_stage(wd, name) for name, _, _ in STAGES]  # a damaged record: an error now
+    check_engines(cfg)  # before Ray starts: one line, not a traceback from a worker
     if executor is None:
         from jobs.entry import executor as make_executor
 
@@ -148,6 +149,16 @@ def run_study(
         rows.append(row)
         upstream = done.digest
     return rows
+
+
+def check_engines(cfg: StudyConfig) -> list[str]:
+    """The engines the study plays (the ladder corpus, Stockfish anchors), each found on PATH
+    or in /usr/games; a missing one is FileNotFoundError saying what to install."""
+    from mcts.agents import find_engine
+
+    needed = {"stockfish"} if "ladder" in cfg.data.sources else set()
+    needed |= {a.split(":", 1)[0] for a in cfg.arena.anchors if a.startswith("stockfish")}
+    return [find_engine(name) for name in sorted(needed)]
 
 
 def _why_stale(done: StageRecord | None, fingerprint: str, wd: Workdir) -> str | None:
