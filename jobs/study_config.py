@@ -27,7 +27,9 @@ from scaling.sweep import SweepConfig
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataStage:
     sources: tuple[str, ...] = ("ladder",)  # "ladder" (synthetic, offline), paths, lichess:YYYY-MM
-    caps: tuple[int, ...] = (1800,)  # Elo caps: one data build and one sweep per cap
+    # Elo caps on the data's scale (the games' Elo tags; for the ladder, ratings with the random
+    # mover = 0): one data build and one sweep per cap
+    caps: tuple[int, ...] = (450,)
     ladder: LadderConfig = dataclasses.field(default_factory=LadderConfig)
     build: BuildConfig = dataclasses.field(default_factory=BuildConfig)  # cap: from `caps`
     cache_dir: str = ""  # download cache for lichess:YYYY-MM ("": $ELOCAP_CACHE or <workdir>/cache)

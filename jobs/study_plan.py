@@ -14,7 +14,7 @@ import numpy as np
 
 from elocap.workdir import CheckpointRow, Workdir, checkpoint_id, selfplay_run_name
 from jobs.study_config import StudyConfig
-from mcts.agents import NetworkAgent, parse_agent
+from mcts.agents import AgentSpec, NetworkAgent, parse_agent
 from mcts.loop import SelfPlayRunConfig
 from scaling.config import ModelConfig, RunInfo, TrainConfig, config_hash, from_dict, to_dict
 from scaling.sweep import SweepConfig, SweepJob, run_configs
@@ -119,3 +119,34 @@ def anchor_elos(cfg: StudyConfig) -> dict[str, float]:
     names = {parse_agent(s).name for s in cfg.arena.anchors}
     fixed = {"random": 0.0} if "random" in names else {}
     return {**fixed, **dict(cfg.arena.anchor_elos)}
+
+
+def ladder_log(cfg: StudyConfig, wd: Workdir) -> list[Path]:
+    """The ladder's rating games (an arena log of the study's pool) when it is a source."""
+    return [wd.arena_log("ladder")] if "ladder" in cfg.data.sources else []
+
+
+def rating_logs(cfg: StudyConfig, wd: Workdir) -> list[Path]:
+    """Every log the study's ratings are fitted on: the ladder's games (its players are the
+    bridges between the corpus's Elo tags and the arena's scale) and each arena phase's."""
+    return [*(p for p in ladder_log(cfg, wd) if p.exists()), *wd.arena_logs()]
+
+
+def ladder_partners(cfg: StudyConfig) -> list[AgentSpec]:
+    """The ladder's players (the random mover excepted: it is an anchor already), which every
+    arena phase pairs checkpoints with by rating."""
+    from mcts.ladder import ladder_players
+
+    if "ladder" not in cfg.data.sources:
+        return []
+    return [a for a in ladder_players(cfg.data.ladder) if a.name != "random"]
+
+
+def bridges(cfg: StudyConfig, wd: Workdir) -> tuple[Any, ...]:
+    """The report's bridges: the ladder's players with their ratings from the ladder's own fit
+    (the corpus's Elo tags), then the ones the study declares."""
+    from mcts.ladder import ladder_bridges
+
+    logs = [p for p in ladder_log(cfg, wd) if p.exists()]
+    derived = ladder_bridges(logs[0]) if logs else ()
+    return (*derived, *cfg.analysis.bridges)

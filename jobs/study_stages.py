@@ -28,8 +28,9 @@ def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
     sources, summary = [], {}
     for source in cfg.data.sources:
         if source == "ladder":
-            report = build_ladder(cfg.data.ladder, wd.corpus("ladder"), ex, progress=False)
-            summary["ladder_games"] = report.played + report.skipped
+            log = plan.ladder_log(cfg, wd)[0]
+            report = build_ladder(cfg.data.ladder, wd.corpus("ladder"), log, ex, progress=False)
+            summary.update(_ladder_summary(report))
             sources.append(str(wd.corpus("ladder")))
         else:
             sources.append(source)
@@ -86,7 +87,7 @@ def arena_selfplay(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any
 def ratings(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
     from analysis.ratings import fit_ratings, read_pgn_results
 
-    games, rejected = read_pgn_results(wd.arena_logs())
+    games, rejected = read_pgn_results(plan.rating_logs(cfg, wd))
     table = fit_ratings(games, cfg.analysis.rating_model, anchors=plan.anchor_elos(cfg))
     write_ratings(wd.ratings_csv, [RatingRow(**row) for row in table.to_rows()])
     rows = [r for phase in ("supervised", "selfplay") for r in _phase_rows(wd, phase)]
@@ -103,8 +104,19 @@ def report(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
 
     from analysis.report import write_report
 
-    rc = dataclasses.replace(cfg.analysis, anchors=tuple(plan.anchor_elos(cfg).items()))
+    rc = dataclasses.replace(
+        cfg.analysis, anchors=tuple(plan.anchor_elos(cfg).items()), bridges=plan.bridges(cfg, wd)
+    )
     return {"report": str(write_report(wd.root, wd.report_dir, rc))}
+
+
+def _ladder_summary(report: Any) -> dict[str, Any]:
+    """Games, their speed and the players' fitted ratings (random = 0) for the progress view."""
+    out: dict[str, Any] = {"ladder_games": report.played + report.skipped}
+    if report.played:
+        out["ladder_games_per_s"] = round(report.played / max(report.seconds, 1e-9), 2)
+    out["ladder_elo"] = {n: round(r[0]) for n, r in report.ratings.items()}
+    return out
 
 
 def _phase_rows(wd: Workdir, phase: str) -> list[CheckpointRow]:
@@ -129,14 +141,14 @@ def _arena_phase(
     pgn = wd.arena_log(phase)
     reports = run_active(
         plan.agents_of(rows, wd),
-        [*(parse_agent(s) for s in cfg.arena.anchors), *partners],
+        [*(parse_agent(s) for s in cfg.arena.anchors), *plan.ladder_partners(cfg), *partners],
         eco_openings(cfg.arena.openings),
         pgn,
         cfg.arena.games,
         cfg.arena.schedule,
         ex,
         anchor_elos=plan.anchor_elos(cfg),
-        history=[p for p in wd.arena_logs() if p != pgn],
+        history=[p for p in plan.rating_logs(cfg, wd) if p != pgn],
         progress=False,
     )
     return {"agents": len(rows), "rounds": len(reports), "games": len(recover_log(pgn))}

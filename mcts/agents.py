@@ -9,8 +9,17 @@ inverse. Kinds:
   sampled with ``temperature``) or network + search with ``sims`` simulations; ``elo`` sets the
   Elo-conditioning input of a conditioned model;
 - ``stockfish``: Debian's Stockfish over UCI with ``UCI_LimitStrength``/``UCI_Elo``, ``Skill Level``
-  and a node or time limit per move;
-- ``uci``: any UCI engine by path, with options.
+  and a node or time limit per move (``UCI_Elo`` and ``Skill Level`` draw their weakening moves
+  from a time-seeded generator and a time limit depends on the machine: only ``nodes`` alone
+  plays the same game twice);
+- ``uci``: any UCI engine by path, with options;
+- ``mixed``: Stockfish at a node limit that plays a uniformly random legal move with
+  probability ``p`` (drawn from the game's generator): a strength set continuously from the
+  random mover (``p=1``) upward, and reproducible (the synthetic ladder's players).
+
+Engines start every game with fresh tables (``ucinewgame`` whenever the board they are asked
+about is not the one they answered last), so a node-limited engine's moves are a function of
+the game.
 
 A player chooses moves for a batch of boards at once (``choose(boards) -> moves``): networks
 evaluate the whole batch in one call, engines answer one board after the other.
@@ -31,6 +40,7 @@ import chess.engine
 import numpy as np
 
 from elocap.workdir import checkpoint_id
+from mcts.uci import UciProcess
 
 AGENT_KINDS: dict[str, type[AgentSpec]] = {}
 UCI_ELO_RANGE = (1350, 2850)  # Debian's Stockfish 15.1 accepts UCI_Elo in this range
@@ -231,6 +241,58 @@ class StockfishAgent(AgentSpec):
         return EnginePlayer(path, options, _limit(self.nodes, self.movetime_ms))
 
 
+@register("mixed")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MixedAgent(AgentSpec):
+    p: float  # probability of a uniformly random legal move at each move (1: the random mover)
+    nodes: int = 20  # Stockfish's node limit for the other moves
+    path: str | None = None  # the binary; default: stockfish on PATH or in /usr/games
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0 or self.nodes < 1:
+            raise ValueError(f"agent {self.to_string()!r}: p must lie in [0, 1] and nodes be >= 1")
+
+    @property
+    def name(self) -> str:
+        return f"mix-n{self.nodes}-p{self.p:g}"
+
+    def player(self) -> Player:
+        return MixedPlayer(self)
+
+
+class MixedPlayer:
+    """Per move: with probability p a uniformly random legal move, else Stockfish's move at the
+    node limit; both draws come from the game's generator (``rng``), one uniform per move."""
+
+    def __init__(self, spec: MixedAgent) -> None:
+        self.spec = spec
+        self.engine: UciProcess | None = None
+        self.last: chess.Board | None = None  # the board answered last (held: ids stay unique)
+
+    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
+        out = []
+        for board in boards:
+            if rng.random() < self.spec.p:
+                legal = list(board.legal_moves)
+                out.append(legal[int(rng.integers(len(legal)))])
+                continue
+            if self.engine is None:
+                path = self.spec.path or find_engine("stockfish")
+                self.engine = UciProcess(path, {"Threads": 1, "Hash": 1})
+                self.last = board
+            elif board is not self.last:
+                self.engine.new_game()
+                self.last = board
+            out.append(self.engine.best_move(board, self.spec.nodes))
+        return out
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        self.last = None
+
+
 @register("uci")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class UciAgent(AgentSpec):
@@ -272,11 +334,16 @@ class EnginePlayer:
         self.engine = chess.engine.SimpleEngine.popen_uci(path)
         self.engine.configure(options)
         self.limit = limit
+        self.last: chess.Board | None = None  # the board answered last (held: ids stay unique)
+        self.game = object()  # python-chess's key of the engine's current game
 
     def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
         moves = []
         for board in boards:
-            move = self.engine.play(board, self.limit).move
+            if board is not self.last:  # another game: python-chess sends ucinewgame
+                self.last = board
+                self.game = object()
+            move = self.engine.play(board, self.limit, game=self.game).move
             if move is None:
                 raise RuntimeError(f"engine returned no move in {board.fen()}")
             moves.append(move)
@@ -284,6 +351,7 @@ class EnginePlayer:
 
     def close(self) -> None:
         self.engine.quit()
+        self.last = None
 
 
 def agent_flops(spec: AgentSpec) -> float | None:

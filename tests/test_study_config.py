@@ -56,6 +56,7 @@ def _other(hint: Any, value: Any, path: str) -> Any:
         "arena.anchor_elos": {"stockfish-1350-n10": 1350.0},
         "analysis.replicates": "intervals",
         "analysis.rating_model": "bayeselo",
+        "analysis.bridges": [{"agent": "mix-n20-p0.9", "elo": 110.0, "se": 25.0}],
         "analysis.analysis.forms": ["linear", "changepoint"],
         "name": "other",
     }
