@@ -22,7 +22,7 @@ from typing import Any
 import chess
 import numpy as np
 
-from elocap.execution import Executor
+from elocap.execution import Executor, Resources
 from mcts.agents import AgentSpec, agent_flops
 from mcts.games import GameRecord, append_games, finish, recover_log, referee
 from mcts.openings import Opening
@@ -39,6 +39,7 @@ class ArenaConfig:
     workers: int = 2  # Ray tasks running at once (cluster CPUs permitting)
     seed: int = 0  # games are seeded by their id and this seed
     event: str = "elocap arena"  # the PGN Event tag
+    resources: Resources = dataclasses.field(default_factory=Resources)  # each worker's request
 
     def __post_init__(self) -> None:
         if not 1 <= self.move_cap <= 512:
@@ -207,7 +208,9 @@ def run_tournament(
     work = [
         (batch, cfg) for batch in batches(jobs, cfg) if any(j.game_id not in done for j in batch)
     ]
-    for _, records in executor.map_unordered(play_batch, work, window=cfg.workers):
+    for _, records in executor.map_unordered(
+        play_batch, work, resources=cfg.resources, window=cfg.workers
+    ):
         new = [r for r in records if r.game_id not in done]
         append_games(pgn_path, new)
         bar.update(len(new))

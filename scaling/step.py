@@ -3,7 +3,8 @@
 ``make_train_step(model, optim, total_steps=..., spec=..., mesh=..., dtype=...)`` returns a
 ``TrainStep``: the jitted, donated step over a ``TrainBatch`` (data parallel: the batch is split
 over the mesh's ``data`` axis, the state replicated), its eval step, and XLA's FLOP count of the
-compiled step (the compute axis, DESIGN.md contract 2).
+compiled step (the compute axis, DESIGN.md contract 2). The mesh spans every device of every
+process (``scaling.distributed``): with several processes, each feeds its devices' rows.
 
 The loss is written for one position and vmapped over the batch: policy cross-entropy against
 the sparse target distribution (``scaling.batch``), plus ``optim.value_loss_weight`` times the
@@ -25,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from data_pipeline.encoding import NUM_ACTIONS
-from scaling import flops
+from scaling import distributed, flops
 from scaling.batch import BatchSpec, TrainBatch
 from scaling.config import ModelConfig, OptimConfig
 from scaling.model import PolicyValueNet, param_shapes
@@ -61,7 +62,7 @@ class TrainStep:
     mesh: Mesh
     train_step: Any  # (TrainState, TrainBatch) -> (TrainState, metrics); donates the state
     eval_step: Any  # (params, TrainBatch) -> metrics, with policy_acc_legal
-    flops_per_step: float  # XLA's count for one train step (the compute axis)
+    flops_per_step: float  # XLA's count for one train step on one device (the compute axis)
     analytic_flops_per_step: float  # 3 x forward FLOPs x batch
     state_sharding: NamedSharding  # replicated
     batch_sharding: NamedSharding  # split over "data"
@@ -71,11 +72,12 @@ class TrainStep:
         state = TrainState(
             step=jnp.int32(0), params=params, opt_state=self.tx.init(params), rng=rng
         )
-        return jax.device_put(state, self.state_sharding)
+        return cast(TrainState, distributed.put_global(state, self.state_sharding))
 
     def put(self, batch: TrainBatch) -> TrainBatch:
-        """A (host) batch on the mesh, split over ``data``."""
-        return jax.device_put(batch, self.batch_sharding)
+        """A (host) global batch on the mesh, split over ``data`` (every process passes the
+        same batch; each copies its own devices' rows)."""
+        return cast(TrainBatch, distributed.put_global(batch, self.batch_sharding))
 
 
 def compute_dtype(name: str) -> Any:
@@ -88,8 +90,9 @@ def compute_dtype(name: str) -> Any:
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A one-axis (``data``) mesh over ``devices``, by default every local device."""
-    return Mesh(np.array(list(jax.local_devices() if devices is None else devices)), ("data",))
+    """A one-axis (``data``) mesh over ``devices``, by default every device of every process
+    (the local devices, in a single process)."""
+    return Mesh(np.array(list(jax.devices() if devices is None else devices)), ("data",))
 
 
 def learning_rate(optim: OptimConfig, total_steps: int | None) -> optax.Schedule:
@@ -172,7 +175,7 @@ def make_train_step(
     mesh: Mesh | None = None,
     dtype: str = "auto",
 ) -> TrainStep:
-    """Compiles the train step for ``spec``'s batches on ``mesh`` (default: every local device)
+    """Compiles the train step for ``spec``'s batches on ``mesh`` (default: every device)
     at the compute ``dtype`` (parameters stay float32), and counts its FLOPs."""
     from data_pipeline.encoding_jax import legal_action_mask_from_obs
 
@@ -209,8 +212,16 @@ def make_train_step(
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    jit_eval = jax.jit(eval_step, in_shardings=(replicated, batch_sharding))
-    compiled = jit_train.lower(_state_shapes(model, tx), spec.shapes()).compile()
+    jit_eval = jax.jit(
+        eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
+    )
+    shapes = (_state_shapes(model, tx), spec.shapes())
+    compiled = jit_train.lower(*shapes).compile()
+    counted = compiled
+    if mesh.size > 1:  # XLA counts one device's share: count the step as one device runs it,
+        # so a checkpoint's FLOPs do not depend on the layout that trained it (contract 2)
+        one = NamedSharding(Mesh(np.array(jax.local_devices()[:1]), ("data",)), P())
+        counted = jax.jit(train_step, in_shardings=one, out_shardings=one).lower(*shapes).compile()
     analytic = flops.train_flops_per_position(model) * spec.batch_size
     return TrainStep(
         net=net,
@@ -218,7 +229,7 @@ def make_train_step(
         mesh=mesh,
         train_step=compiled,  # the step that runs is the step counted
         eval_step=jit_eval,
-        flops_per_step=flops.xla_flops(compiled),
+        flops_per_step=flops.xla_flops(counted),
         analytic_flops_per_step=analytic,
         state_sharding=replicated,
         batch_sharding=batch_sharding,

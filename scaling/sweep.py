@@ -5,6 +5,10 @@ Plain Ray tasks, not Ray Tune: a trial here is a function of its config with no 
 stopping or scheduler to coordinate; what a sweep needs is placement by resource request,
 retries after a worker dies (``max_retries``; the trial resumes from its latest checkpoint) and
 skipping finished runs, which tasks give without Tune's trial-directory and reporting layer.
+
+Each trial asks for ``SweepConfig.resources`` (an ``elocap.execution.Resources``: CPUs, GPUs,
+TPU chips, memory, custom resources per host, and ``hosts``): a trial over several hosts runs
+as one gang of processes under ``jax.distributed`` (``scaling.distributed``).
 """
 
 from __future__ import annotations
@@ -40,9 +44,7 @@ class SweepConfig(TrainSettings):
     budgets: tuple[float, ...] = (1e11, 3e11)  # training FLOPs per run
     elo_buckets: int = 0  # Elo conditioning (0: off) for every model of the sweep
     elo_bucket_width: int = 100  # rating per Elo bucket
-    cpus_per_trial: float = 1.0  # Ray resource request of each trial
-    gpus_per_trial: float = 0.0
-    resources: tuple[tuple[str, float], ...] = ()  # custom Ray resources per trial, e.g. TPU
+    resources: Resources = dataclasses.field(default_factory=Resources)  # what each trial asks
     max_retries: int = 3  # a trial whose worker dies is run again, from its checkpoint
 
     def __post_init__(self) -> None:
@@ -56,8 +58,8 @@ class SweepConfig(TrainSettings):
             raise ValueError("a sweep needs at least one size and one budget")
         if any(not b > 0 for b in self.budgets):
             raise ValueError(f"budgets must be positive FLOP counts, got {list(self.budgets)}")
-        if self.cpus_per_trial < 0 or self.gpus_per_trial < 0 or self.max_retries < 0:
-            raise ValueError("cpus_per_trial, gpus_per_trial and max_retries must be >= 0")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         for size in self.sizes:  # a budget below one step would silently train one step
             smallest = step_flops(NAMED_SIZES[size], self.batch_size)
             low = [b for b in self.budgets if b < smallest]
@@ -92,7 +94,37 @@ def step_flops(model: ModelConfig, batch_size: int) -> float:
     return float(train_flops_per_position(model) * batch_size)
 
 
+# Keys of SweepConfig before resources became one table, and where they went.
+RENAMED_KEYS: dict[str, str] = {
+    "cpus_per_trial": "[resources] num_cpus",
+    "gpus_per_trial": "[resources] num_gpus",
+}
+
+
+def check_renamed_keys(table: dict[str, Any], where: str = "") -> None:
+    """A clear error for a sweep table (plain TOML data) written for the old resource keys:
+    ``cpus_per_trial``, ``gpus_per_trial`` and ``resources = {TPU = 4}`` (a custom map)."""
+    old = [k for k in RENAMED_KEYS if k in table]
+    resources = table.get("resources")
+    if isinstance(resources, dict):
+        fields = {f.name for f in dataclasses.fields(Resources)}
+        old += [f"resources.{k}" for k in resources if k not in fields]
+    if old:
+        moves = ", ".join(f"{k} -> {where}{RENAMED_KEYS.get(k, '[resources] ...')}" for k in old)
+        raise ValueError(
+            f"{where or 'sweep config'}: {old} are the old resource keys; a trial's resources "
+            f"are now one table [{where}resources] (num_cpus, num_gpus, num_tpus, memory_gib, "
+            f"resources = {{name = amount}}, hosts, tpu_slice): {moves}"
+        )
+
+
 def load_sweep_config(path: Path) -> SweepJob:
+    import contextlib
+    import tomllib
+
+    if Path(path).is_file():
+        with open(path, "rb") as f, contextlib.suppress(tomllib.TOMLDecodeError):
+            check_renamed_keys(tomllib.load(f))  # (bad TOML: load_toml names the error)
     return load_toml(SweepJob, path, "sweep config")
 
 
@@ -153,6 +185,10 @@ def run_configs(job: SweepJob) -> list[TrainConfig]:
 
 
 def _trial(cfg_data: dict[str, Any]) -> dict[str, Any]:
+    """One trial, in one process of its gang (several hosts) or alone."""
+    from scaling import distributed
+
+    distributed.initialize()  # the gang's process group, from the task's environment
     from scaling.train import train
 
     return train(from_dict(TrainConfig, cfg_data))
@@ -163,12 +199,9 @@ def run_sweep(job: SweepJob, executor: Executor, *, progress: bool = True) -> li
     its checkpoint up to ``max_retries`` times); returns each run's result, in grid order."""
     runs = run_configs(job)
     todo = [cfg for cfg in runs if not run_finished(Path(cfg.out_dir))]
-    resources = Resources(
-        num_cpus=job.cpus_per_trial, num_gpus=job.gpus_per_trial, resources=job.resources
-    )
     work = [(to_dict(cfg),) for cfg in todo]
     finished = executor.map_unordered(
-        _trial, work, resources=resources, window=len(work), max_retries=job.max_retries
+        _trial, work, resources=job.resources, window=len(work), max_retries=job.max_retries
     )
     for done, (i, _) in enumerate(finished, 1):
         if progress:

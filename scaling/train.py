@@ -1,6 +1,10 @@
-"""One supervised run: the train step of ``scaling.step`` over a data-parallel mesh of every local
+"""One supervised run: the train step of ``scaling.step`` over a data-parallel mesh of every
 device, orbax checkpoints at log-spaced cumulative FLOPs, exact resume, metrics in
 ``metrics.jsonl`` and TensorBoard.
+
+A run may span several processes (``scaling.distributed``; the caller joins the group first):
+each reads the same batches and feeds its own devices, every process writes its part of each
+orbax checkpoint, and process 0 alone writes the files below.
 
 Run directory (``TrainConfig.out_dir``)::
 
@@ -27,7 +31,7 @@ from jax.sharding import Mesh
 
 from data_pipeline import loader
 from elocap.files import atomic_write_text
-from scaling import checkpoints, flops
+from scaling import checkpoints, distributed, flops
 from scaling.batch import BatchSpec, supervised_batch
 from scaling.config import TrainConfig, to_dict
 from scaling.model import init_params
@@ -62,16 +66,25 @@ def milestone_steps(total_steps: int, count: int) -> list[int]:
 
 
 def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
-    """Runs (or resumes, or confirms) one run; returns its result."""
+    """Runs (or resumes, or confirms) one run; returns its result. In a multi-process run
+    every process calls it (process 0 checks and repairs the run's record for all)."""
     out = Path(cfg.out_dir)
     result_path = out / "result.json"
-    if result_path.exists():
-        result = dict(json.loads(result_path.read_text()))
-        if not repair_finished(out, result):
-            return result
+    primary = distributed.is_primary()
+    finished = None
+    if primary and result_path.exists():
+        finished = dict(json.loads(result_path.read_text()))
+        if repair_finished(out, finished):
+            finished = None
+    distributed.barrier("elocap-train-checked")
+    if not primary and result_path.exists():
+        finished = dict(json.loads(result_path.read_text()))
+    if finished is not None:
+        return finished
     loader.shard_paths(Path(cfg.data_dir), "train")  # a missing build: an error, nothing written
     out.mkdir(parents=True, exist_ok=True)
-    _claim_run_dir(out, cfg)
+    if primary:
+        _claim_run_dir(out, cfg)
 
     mesh = data_mesh()
     spec = BatchSpec(batch_size=cfg.batch_size)
@@ -89,13 +102,17 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
         "milestones": keep,
         "pid": os.getpid(),
         "host": socket.gethostname(),
+        "processes": jax.process_count(),
+        "devices": mesh.size,
+        "ray_node": _ray_node(),
     }
-    atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
+    if primary:
+        atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
     manager = checkpoints.manager(out / "checkpoints", keep)
     data = loader.dataset(Path(cfg.data_dir), "train", _loader_config(cfg))
     it = iter(data)
     state, start = checkpoints.restore_latest(manager, state, it)
-    metrics_log = MetricsLog(out / "metrics.jsonl", keep_through=start)
+    metrics_log = MetricsLog(out / "metrics.jsonl", keep_through=start, files=primary)
     peak = flops.device_peak_flops(mesh.devices.flat[0], compute_dtype(cfg.dtype))
     t0, last = time.perf_counter(), start
     for step in range(start + 1, total + 1):
@@ -116,7 +133,7 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
                 else flops.mfu(rate / cfg.batch_size * fns.flops_per_step, peak),
             )
             metrics_log.write(row)
-            if progress:
+            if progress and primary:
                 print(f"step {step}/{total} loss {row['loss']:.4f} {rate:.0f} pos/s", flush=True)
             t0, last = time.perf_counter(), step
         is_eval = cfg.eval_every and step % cfg.eval_every == 0
@@ -133,16 +150,19 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
             checkpoints.save(manager, step, state, it, step * fns.flops_per_step)
     manager.wait_until_finished()
     metrics_log.close()
-    result = {
+    result: dict[str, Any] = {
         "steps": total,
         "flops": total * fns.flops_per_step,
         "flops_per_step": fns.flops_per_step,
         "analytic_flops_per_step": fns.analytic_flops_per_step,
         "milestones": keep,
         "final": metrics_log.last("val"),
-        "checkpoint_files": checkpoints.checkpoint_files(out),
     }
-    atomic_write_text(result_path, json.dumps(result, indent=1))
+    distributed.barrier("elocap-train-saved")  # every process's part of every checkpoint
+    if primary:
+        result["checkpoint_files"] = checkpoints.checkpoint_files(out)
+        atomic_write_text(result_path, json.dumps(result, indent=1))
+    distributed.barrier("elocap-train-finished")
     return result
 
 
@@ -205,9 +225,12 @@ def _without_paths(data: dict[str, Any]) -> dict[str, Any]:
 class MetricsLog:
     """``metrics.jsonl`` (appended, flushed per line) and TensorBoard. Opening it for a run
     resumed at ``keep_through`` drops the lines of later steps (or of the rows' ``key``), which
-    the run will redo, so the file never has a gap or a duplicate step."""
+    the run will redo, so the file never has a gap or a duplicate step. ``files=False`` (the
+    other processes of a multi-process run) keeps the rows in memory only."""
 
-    def __init__(self, path: Path, *, keep_through: int, key: str = "step") -> None:
+    def __init__(
+        self, path: Path, *, keep_through: int, key: str = "step", files: bool = True
+    ) -> None:
         self.path = path
         rows = []
         if path.exists():
@@ -218,13 +241,18 @@ class MetricsLog:
                     continue  # a line cut by a kill
                 if row[key] <= keep_through:
                     rows.append(row)
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         self.rows = rows
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives with the run)
-        self._tb = _tensorboard(path.parent / "tb")
+        self._file: Any = None
+        self._tb: Any = None
+        if files:
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives with the run)
+            self._tb = _tensorboard(path.parent / "tb")
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        if self._file is None:
+            return
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -237,9 +265,23 @@ class MetricsLog:
         return next((r for r in reversed(self.rows) if r["split"] == split), None)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _ray_node() -> str | None:
+    """The Ray node this runs on, inside a Ray task (where a trial landed); else None."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _tensorboard(directory: Path) -> Any:
