@@ -215,7 +215,7 @@ def test_a_tiny_sweep_runs_on_the_tpu_node(two_nodes: dict[str, str], tmp_path: 
         out_dir=str(tmp_path / "runs"),
         data_dirs={"1800": str(data)},
         sizes=("10k",),
-        budgets=(3e8, 6e8),
+        budgets=(3e8,),
         batch_size=16,
         optim=OptimConfig(warmup_steps=1),
         log_every=1,
@@ -223,7 +223,7 @@ def test_a_tiny_sweep_runs_on_the_tpu_node(two_nodes: dict[str, str], tmp_path: 
         resources=Resources(num_cpus=1, num_tpus=4),
     )
     results = run_sweep(sweep, RayExecutor(), progress=False)
-    assert len(results) == 2 and all(r["steps"] >= 1 for r in results)
+    assert len(results) == 1 and results[0]["steps"] >= 1
     for cfg in run_configs(sweep):
         plan = json.loads((Path(cfg.out_dir) / "plan.json").read_text())
         assert plan["ray_node"] == two_nodes["head"]  # the only node with TPUs
