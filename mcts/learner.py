@@ -21,9 +21,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from elocap.files import atomic_write_text
-from mcts.env import REASONS
 from mcts.replay_buffer import ReplayBuffer
-from mcts.run_config import SelfPlayRunConfig
+from mcts.run_config import SelfPlayRunConfig, planned_steps
+from mcts.selfplay import game_ends
 from scaling import checkpoints, flops
 from scaling.config import ModelConfig, to_dict
 from scaling.model import init_params
@@ -93,6 +93,12 @@ def save_start(cfg: SelfPlayRunConfig, run: Path) -> Path:
     return run
 
 
+# Searches per stored position in a batch of full-length games (finished games search on while
+# the batch's longest plays; measured 1.8-2.2 with the 512-ply cap from random init, 32 games).
+# Only the cosine schedule's length reads it: too high ends the decay early (the floor holds).
+SEARCH_PER_POSITION = 2.0
+
+
 def milestone_flops(start: float, budget: float, count: int) -> list[float]:
     """Cumulative FLOPs of the kept checkpoints: the added FLOPs double up to the budget."""
     return [start + budget * 2.0 ** -(count - 1 - i) for i in range(count)]
@@ -103,17 +109,21 @@ class Learner:
 
     def __init__(self, cfg: SelfPlayRunConfig, start: Start) -> None:
         self.cfg = cfg
+        self.eval_flops = flops.forward_flops_per_position(start.model)  # per evaluation
+        step_flops = flops.train_flops_per_position(start.model) * cfg.train_batch
+        self.total_steps = planned_steps(cfg, step_flops, self.eval_flops, SEARCH_PER_POSITION)
         self.fns: TrainStep = make_train_step(
             start.model,
             cfg.optim,
-            total_steps=None,  # the run's length follows from the FLOPs its games spend
+            total_steps=self.total_steps,  # the cosine's end: the steps the budget pays for
             spec=ReplayBuffer.batch_spec(cfg.train_batch),
             dtype=cfg.dtype,
         )
         self.net = self.fns.net
         self.state = self.fns.init(start.params, jax.random.key_data(jax.random.key(cfg.seed)))
-        self.replay = ReplayBuffer.empty(cfg.replay_capacity)
-        self.eval_flops = flops.forward_flops_per_position(start.model)  # per evaluation
+        self.replay = ReplayBuffer.empty(
+            cfg.replay_capacity, cfg.replay_games, cfg.value_target_mix
+        )
 
     def train(self, rng: np.random.Generator, steps: int) -> dict[str, float]:
         metrics: Any = {}
@@ -189,15 +199,17 @@ def restore(learner: Learner, files: RunFiles, progress: Progress) -> Progress:
         setattr(learner.replay, name, np.asarray(value))
     m = restored.meta
     learner.replay.size, learner.replay.head = m["replay_size"], m["replay_head"]
+    learner.replay.games = m["replay_games"]
     key = jax.random.wrap_key_data(restored.state["key"])
     return Progress(key, m["iteration"], m["generated"], m["trained"], m["flops"])
 
 
 def absorb(
     learner: Learner, files: RunFiles, p: Progress, traj: Any, evaluations: int, end: float
-) -> None:
+) -> bool:
     """One iteration after a batch of games: replay, training to the ratio, FLOPs, metrics,
-    milestones and the resume checkpoint (``p`` is updated in place)."""
+    milestones and the resume checkpoint (``p`` is updated in place). Returns whether the
+    resume checkpoint was written (this iteration survives the learner's death)."""
     cfg = learner.cfg
     p.iteration += 1
     before = p.flops
@@ -209,7 +221,8 @@ def absorb(
     p.trained += steps * cfg.train_batch
     p.flops += steps * learner.fns.flops_per_step
     step = int(learner.state.step)
-    files.metrics.write(_row(p.iteration, step, p.flops, traj, metrics))
+    row = _row(p.iteration, step, p.flops, traj, cfg.resign_value is not None, metrics)
+    files.metrics.write(row)
     files.milestone(p.iteration, learner.state.params, step, before, p.flops)
     if p.iteration % cfg.resume_every == 0 or p.flops >= end:
         meta = {
@@ -219,6 +232,7 @@ def absorb(
             "flops": p.flops,
             "replay_size": learner.replay.size,
             "replay_head": learner.replay.head,
+            "replay_games": learner.replay.games,
         }
         files.resume.save(
             p.iteration,
@@ -227,6 +241,8 @@ def absorb(
                 meta=ocp.args.JsonSave(meta),
             ),
         )
+        return True
+    return False
 
 
 def finish_run(cfg: SelfPlayRunConfig, learner: Learner, start: Start, p: Progress) -> dict:
@@ -272,10 +288,12 @@ def _loop_tree(learner: Learner, key: jax.Array) -> dict[str, Any]:
     }
 
 
-def _row(it: int, step: int, total: float, traj: Any, metrics: dict[str, float]) -> dict[str, Any]:
+def _row(
+    it: int, step: int, total: float, traj: Any, resigning: bool, metrics: dict[str, float]
+) -> dict[str, Any]:
     length = np.asarray(traj.length)
     result = np.asarray(traj.result)
-    reason = np.asarray(traj.reason)
+    ends = game_ends(traj, resigning)
     return {
         "split": "train",
         "iteration": it,
@@ -284,9 +302,11 @@ def _row(it: int, step: int, total: float, traj: Any, metrics: dict[str, float])
         "game_length": float(length.mean()),
         "white_wins": float((result > 0).mean()),
         "draws": float((result == 0).mean()),
-        "checkmates": float((reason == REASONS.index("checkmate")).mean()),
-        "adjudicated": float((reason == REASONS.index("adjudicated")).mean()),
-        "truncated": float((reason == REASONS.index("truncated")).mean()),  # drawn at the cap
+        # counts of games this iteration, by how they ended
+        **dataclasses.asdict(ends),
+        "rule_draws": ends.rule_draws,
+        "false_resignation_rate": ends.false_resignation_rate,
+        "searched_per_position": float(traj.plies_run) * len(length) / max(1, int(length.sum())),
         **metrics,
     }
 

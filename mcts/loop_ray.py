@@ -1,25 +1,35 @@
-"""Self-play distributed with Ray: ``cfg.actors`` actors play batches of games with the latest
-parameters they were sent; the learner (this process) absorbs each batch as it arrives
+"""Self-play distributed with Ray: ``cfg.actors`` self-play actors play batches of games with the
+latest parameters they were sent; the learner is an actor of its own (``LearnerActor``, with its
+own resource request, e.g. the cluster's one GPU) that absorbs each batch
 (``mcts.learner.absorb``: the same replay, train step, FLOP counting and checkpoints as the
-single-process mode) and broadcasts its parameters every ``cfg.broadcast_every`` learner steps.
-Resume after a kill continues from the learner's last resume checkpoint (arrival order makes
-this mode nondeterministic; the single-process mode is the bitwise-reproducible one).
+single-process mode) and hands out its parameters every ``cfg.broadcast_every`` learner steps.
+The driver (the head node) only schedules: trajectories and parameters travel through Ray's
+object store as references, from actor to learner and back, so it needs no accelerator.
+
+Arrival order makes this mode nondeterministic; the single-process mode is the bitwise-
+reproducible one.
 
 Ray must be running already: the entry point (CLI command, study runner) starts or joins the
-cluster; library code never calls ``ray.init``. An actor that dies is restarted by Ray and given
-its batch again, up to ``cfg.max_actor_failures`` deaths in the run: the last one stops the run
-with an error that carries the actor's (a config error inside the actor fails every restart, and
-must not loop for ever). A batch sent while its actor restarts is sent again half a second later
-without counting as a death, for at most ``UNAVAILABLE_S``.
+cluster; library code never calls ``ray.init``. A self-play actor that dies is restarted by Ray
+and given its batch again, up to ``cfg.max_actor_failures`` deaths in the run: the last one stops
+the run with an error that carries the actor's (a config error inside the actor fails every
+restart, and must not loop for ever). A batch sent while its actor restarts is sent again half
+a second later without counting as a death, for at most ``UNAVAILABLE_S``. A learner that dies
+is restarted by Ray (up to ``cfg.max_learner_failures`` deaths) and resumes from its resume
+checkpoint; the driver keeps the batches absorbed since that checkpoint and sends them again, so
+no iteration is lost (absorbing is idempotent by iteration number).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 
+from elocap.execution import Resources
 from mcts.learner import (
     Learner,
     Progress,
@@ -31,15 +41,36 @@ from mcts.learner import (
     starting_point,
     write_config,
 )
-from mcts.run_config import SelfPlayRunConfig, selfplay_config
+from mcts.run_config import (
+    SelfPlayRunConfig,
+    actor_resources,
+    learner_resources,
+    selfplay_config,
+)
 
-__all__ = ["UNAVAILABLE_S", "ActorFailuresError", "SelfPlayActor", "run_selfplay_ray"]
+__all__ = [
+    "UNAVAILABLE_S",
+    "ActorFailuresError",
+    "LearnerActor",
+    "SelfPlayActor",
+    "ray_options",
+    "run_selfplay_ray",
+]
 
 UNAVAILABLE_S = 600.0  # an actor restarting for longer than this stops the run
 
 
 class ActorFailuresError(RuntimeError):
-    """A Ray-mode run stopped: its self-play actors died ``max_actor_failures`` times."""
+    """A Ray-mode run stopped: its self-play actors (or its learner) died too many times."""
+
+
+def ray_options(res: Resources) -> dict[str, Any]:
+    """``Resources`` as the keyword arguments of Ray's ``.options`` / ``ray.remote``."""
+    return {
+        "num_cpus": res.num_cpus,
+        "num_gpus": res.num_gpus,
+        "resources": dict(res.resources) or None,
+    }
 
 
 class SelfPlayActor:
@@ -64,11 +95,73 @@ class SelfPlayActor:
         return traj, network_evaluations(traj, self.sp)
 
 
+class LearnerActor:
+    """The learner (train state, replay, run files, counters) as a Ray actor. Constructed again
+    after a death, it resumes from the run's resume checkpoint."""
+
+    def __init__(self, cfg: SelfPlayRunConfig) -> None:
+        self.cfg = cfg
+        self.start = starting_point(cfg)
+        write_config(cfg, self.start)
+        self.learner = Learner(cfg, self.start)
+        self.files = RunFiles(cfg, self.start)
+        initial = Progress(jax.random.key(cfg.seed + 1), flops=self.start.flops)
+        self.p = restore(self.learner, self.files, initial)
+        self.end = self.start.flops + cfg.budget_flops
+
+    def status(self) -> dict[str, Any]:
+        """Where the learner stands: the last iteration absorbed, FLOPs, learner step."""
+        return {
+            "iteration": self.p.iteration,
+            "flops": self.p.flops,
+            "start_flops": self.start.flops,
+            "step": int(self.learner.state.step),
+            "model": self.start.model,
+        }
+
+    def placement(self) -> dict[str, Any]:
+        """What Ray gave this actor (for the placement test and the logs)."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {
+            "pid": os.getpid(),
+            "node_id": ctx.get_node_id(),
+            "assigned": dict(ctx.get_assigned_resources()),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "jax_devices": [str(d) for d in jax.local_devices()],
+        }
+
+    def params(self) -> Any:
+        """The current parameters, as host arrays (Ray puts them in the object store)."""
+        return jax.device_get(self.learner.state.params)
+
+    def absorb(self, iteration: int, traj: Any, evaluations: int) -> dict[str, Any]:
+        """Absorbs batch number ``iteration`` (one already absorbed is skipped); returns the
+        status and whether the resume checkpoint now holds it (``saved``)."""
+        if iteration <= self.p.iteration:
+            return {**self.status(), "saved": False}
+        if iteration != self.p.iteration + 1:
+            raise ValueError(f"learner at iteration {self.p.iteration} was sent {iteration}")
+        saved = absorb(self.learner, self.files, self.p, traj, evaluations, self.end)
+        return {**self.status(), "saved": saved}
+
+    def finish(self) -> dict[str, Any]:
+        self.files.close()
+        return finish_run(self.cfg, self.learner, self.start, self.p)
+
+
 def run_selfplay_ray(
-    cfg: SelfPlayRunConfig, *, progress: bool = True, actor_cls: type = SelfPlayActor
+    cfg: SelfPlayRunConfig,
+    *,
+    progress: bool = True,
+    actor_cls: type = SelfPlayActor,
+    learner_cls: type = LearnerActor,
+    on_learner: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Runs (or resumes) a run with ``cfg.actors`` Ray actors of ``actor_cls`` (a subclass of
-    SelfPlayActor; tests pass one that dies) and this process as the learner."""
+    """Runs (or resumes) a run with ``cfg.actors`` Ray actors of ``actor_cls`` and a learner
+    actor of ``learner_cls`` (subclasses of SelfPlayActor and LearnerActor; tests pass ones
+    that die). ``on_learner`` is called with the learner's handle once it is up."""
     import ray
 
     if not ray.is_initialized():
@@ -76,27 +169,39 @@ def run_selfplay_ray(
             "Ray-mode self-play (actors >= 1) needs a running Ray: the caller (the CLI command "
             "or the study runner) must start or join a cluster (ray.init) before calling it"
         )
-    start = starting_point(cfg)
-    write_config(cfg, start)
-    learner = Learner(cfg, start)
-    files = RunFiles(cfg, start)
-    p = restore(learner, files, Progress(jax.random.key(cfg.seed + 1), flops=start.flops))
-    end = start.flops + cfg.budget_flops
-    remote: Any = ray.remote(num_cpus=1, max_restarts=cfg.max_actor_failures, max_task_retries=0)(
-        actor_cls
-    )
-    actors = [remote.remote(cfg, start.model, i) for i in range(cfg.actors)]
-    params_ref = ray.put(jax.device_get(learner.state.params))
-    sent_at = int(learner.state.step)
-    pending = {actor.play.remote(params_ref): i for i, actor in enumerate(actors)}
-    failures, waiting_since = 0, [0.0] * len(actors)  # when each actor became unavailable
-    bar = progress_bar(cfg, p.flops - start.flops, progress)
+    learner: Any = ray.remote(
+        max_restarts=cfg.max_learner_failures,
+        max_task_retries=0,
+        **ray_options(learner_resources(cfg)),
+    )(learner_cls).remote(cfg)
+    if on_learner is not None:
+        on_learner(learner)
+    status = ray.get(learner.status.remote())
+    start_flops, end = status["start_flops"], status["start_flops"] + cfg.budget_flops
+    remote: Any = ray.remote(
+        max_restarts=cfg.max_actor_failures, max_task_retries=0, **ray_options(actor_resources(cfg))
+    )(actor_cls)
+    actors = [remote.remote(cfg, status["model"], i) for i in range(cfg.actors)]
+    params_ref = learner.params.remote()
+    sent_at = status["step"]
+
+    def play(i: int) -> tuple[Any, Any]:
+        return tuple(actors[i].play.options(num_returns=2).remote(params_ref))
+
+    pending = {}
+    for i in range(len(actors)):
+        traj_ref, evals_ref = play(i)
+        pending[evals_ref] = (i, traj_ref)
+    failures, learner_failures = 0, 0
+    waiting_since = [0.0] * len(actors)  # when each actor became unavailable
+    unsaved: list[tuple[int, Any, Any]] = []  # absorbed since the learner's last resume save
+    bar = progress_bar(cfg, status["flops"] - start_flops, progress)
     try:
-        while p.flops < end:
+        while status["flops"] < end:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
+            i, traj_ref = pending.pop(ready[0])
             try:
-                traj, evaluations = ray.get(ready[0])
+                evaluations = ray.get(ready[0])
             except ray.exceptions.ActorUnavailableError as e:  # restarting after a death
                 waiting_since[i] = waiting_since[i] or time.monotonic()
                 if time.monotonic() - waiting_since[i] > UNAVAILABLE_S:
@@ -105,7 +210,8 @@ def run_selfplay_ray(
                         f"the run stops. Last actor error ({type(e).__name__}): {e}"
                     ) from e
                 time.sleep(0.5)
-                pending[actors[i].play.remote(params_ref)] = i
+                traj_ref, evals_ref = play(i)
+                pending[evals_ref] = (i, traj_ref)
                 continue
             except ray.exceptions.RayActorError as e:  # died: Ray restarts it, play again
                 failures += 1
@@ -115,18 +221,55 @@ def run_selfplay_ray(
                         f"{cfg.max_actor_failures}); the run stops. Last actor error "
                         f"({type(e).__name__}): {e}"
                     ) from e
-                pending[actors[i].play.remote(params_ref)] = i
+                traj_ref, evals_ref = play(i)
+                pending[evals_ref] = (i, traj_ref)
                 continue
             waiting_since[i] = 0.0
-            absorb(learner, files, p, traj, evaluations, end)
-            if int(learner.state.step) - sent_at >= cfg.broadcast_every:
-                params_ref = ray.put(jax.device_get(learner.state.params))
-                sent_at = int(learner.state.step)
-            pending[actors[i].play.remote(params_ref)] = i
-            bar.update(p.flops - start.flops - bar.n)
+            unsaved.append((status["iteration"] + 1, traj_ref, evaluations))
+            try:
+                status = ray.get(learner.absorb.remote(*unsaved[-1]))
+            except ray.exceptions.RayActorError as e:
+                learner_failures += 1
+                if learner_failures >= cfg.max_learner_failures:
+                    raise ActorFailuresError(
+                        f"the learner died {learner_failures} times (max_learner_failures="
+                        f"{cfg.max_learner_failures}); the run stops. Last error "
+                        f"({type(e).__name__}): {e}"
+                    ) from e
+                status = _resend(learner, unsaved)
+                params_ref, sent_at = learner.params.remote(), status["step"]
+            if status["saved"]:
+                unsaved.clear()
+            if status["step"] - sent_at >= cfg.broadcast_every:
+                params_ref, sent_at = learner.params.remote(), status["step"]
+            traj_ref, evals_ref = play(i)
+            pending[evals_ref] = (i, traj_ref)
+            bar.update(status["flops"] - start_flops - bar.n)
+        result: dict[str, Any] = ray.get(learner.finish.remote())
     finally:
         bar.close()
-        files.close()
         for actor in actors:
             ray.kill(actor, no_restart=True)
-    return finish_run(cfg, learner, start, p)
+        ray.kill(learner, no_restart=True)
+    return result
+
+
+def _resend(learner: Any, unsaved: list[tuple[int, Any, Any]]) -> dict[str, Any]:
+    """After the learner's death: waits for its restart (it resumes from its resume checkpoint)
+    and sends it again the batches absorbed since then. Returns its status."""
+    import ray
+
+    waited = time.monotonic()
+    while True:
+        try:
+            status: dict[str, Any] = ray.get(learner.status.remote())
+            break
+        except ray.exceptions.RayActorError:  # still restarting
+            if time.monotonic() - waited > UNAVAILABLE_S:
+                raise
+            time.sleep(0.5)
+    status["saved"] = False
+    for batch in unsaved:
+        if batch[0] > status["iteration"]:
+            status = ray.get(learner.absorb.remote(*batch))
+    return status

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
+from elocap.execution import Resources
 from mcts.search import SearchConfig
 from mcts.selfplay import SelfPlayConfig
 from scaling.config import ModelConfig, OptimConfig
 
-__all__ = ["SelfPlayRunConfig", "selfplay_config"]
+__all__ = [
+    "LR_SCHEDULES",
+    "SelfPlayRunConfig",
+    "actor_resources",
+    "learner_resources",
+    "planned_steps",
+    "selfplay_config",
+]
+
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -21,14 +31,25 @@ class SelfPlayRunConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # random init only
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     games: int = 16  # games per self-play batch (per actor)
-    max_plies: int = 160  # game-length cap
+    # Game ends (AlphaZero's): the rules end a game; the cap ends almost none; resignation by
+    # the root value, with some games played out to measure false resignations.
+    max_plies: int = 512  # game-length cap (AlphaZero: 512 plies)
     adjudicate_margin: int | None = None  # at the cap, a win for the side this many pawns up
-    resign_value: float | None = None  # resign when the root value is below this
+    resign_value: float | None = -0.9  # resign when the root value is below this; None: never
+    no_resign_fraction: float = 0.1  # games played out without resigning (false resignations)
+    # Exploration and targets
+    # plies acting stochastically (alphazero: visit sampling; gumbel: Gumbel noise), then greedy.
+    # 512 (all): Gumbel MuZero's self-play; greedy after 30 gave 2/3 repetition draws from a
+    # random init (BENCHMARKS.md 13b). AlphaZero's own setting, for kind = "alphazero": 30.
+    opening_plies: int = 512
+    value_target_mix: float = 0.0  # value target: (1 - mix) * outcome + mix * root value
     elo: int | None = None  # Elo-conditioning input during self-play
     train_batch: int = 64  # global batch, split over the learner's local devices
-    replay_capacity: int = 50_000  # positions
+    replay_capacity: int = 50_000  # positions held at most (the memory bound)
+    replay_games: int | None = None  # sample from the positions of the last N games (None: all)
     replay_ratio: float = 1.0  # samples trained / samples generated
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)  # peak after warm-up
+    lr_schedule: str = "cosine"  # "cosine": to optim.final_lr_fraction at the budget; "constant"
     dtype: str = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU), float32, bfloat16
     budget_flops: float = 1e12  # FLOPs added to the starting checkpoint's
     milestones: int = 8  # kept checkpoints, doubling in added FLOPs up to the budget
@@ -37,6 +58,11 @@ class SelfPlayRunConfig:
     actors: int = 0  # 0: single process; >= 1: Ray self-play actors and a learner
     broadcast_every: int = 10  # learner steps between parameter broadcasts (Ray mode)
     max_actor_failures: int = 3  # Ray mode: actor deaths in one run; the last stops the run
+    max_learner_failures: int = 3  # Ray mode: learner deaths (each resumes from resume/)
+    learner_cpus: float = 1.0  # Ray mode: the learner actor's request
+    learner_gpus: float = 0.0
+    actor_cpus: float = 1.0  # Ray mode: each self-play actor's request
+    actor_gpus: float = 0.0
     study: dict[str, str] = dataclasses.field(default_factory=dict)  # cap, parent, regime
 
     def __post_init__(self) -> None:
@@ -50,11 +76,28 @@ class SelfPlayRunConfig:
             "actors": 0,
             "broadcast_every": 1,
             "max_actor_failures": 1,
+            "max_learner_failures": 1,
+            "opening_plies": 0,
         }
         for name, low in at_least.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"selfplay {name} must be an integer >= {low}, got {value!r}")
+        if self.replay_games is not None and (
+            not isinstance(self.replay_games, int) or self.replay_games < 1
+        ):
+            raise ValueError(f"selfplay replay_games must be >= 1 or unset: {self.replay_games!r}")
+        if not 0.0 <= self.value_target_mix <= 1.0:
+            raise ValueError(
+                "selfplay value_target_mix must be in [0, 1], got " + repr(self.value_target_mix)
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"selfplay lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
+        for name in ("learner_cpus", "learner_gpus", "actor_cpus", "actor_gpus"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"selfplay {name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("budget_flops", "replay_ratio"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"selfplay {name} must be > 0, got {getattr(self, name)!r}")
@@ -76,6 +119,32 @@ def selfplay_config(cfg: SelfPlayRunConfig) -> SelfPlayConfig:
         max_plies=cfg.max_plies,
         search=cfg.search,
         resign_value=cfg.resign_value,
+        no_resign_fraction=cfg.no_resign_fraction,
+        temperature_plies=cfg.opening_plies,
         elo=cfg.elo,
         adjudicate_margin=cfg.adjudicate_margin,
     )
+
+
+def learner_resources(cfg: SelfPlayRunConfig) -> Resources:
+    """What the Ray-mode learner actor asks of the cluster."""
+    return Resources(num_cpus=cfg.learner_cpus, num_gpus=cfg.learner_gpus)
+
+
+def actor_resources(cfg: SelfPlayRunConfig) -> Resources:
+    """What each Ray-mode self-play actor asks of the cluster."""
+    return Resources(num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus)
+
+
+def planned_steps(
+    cfg: SelfPlayRunConfig, step_flops: float, eval_flops: float, plies_per_position: float = 1.0
+) -> int | None:
+    """The learner steps the budget pays for, for the cosine schedule (None: constant). Per step
+    the run spends ``step_flops`` and the search of ``train_batch / replay_ratio`` positions, each
+    ``num_simulations + 1`` evaluations of ``eval_flops``; ``plies_per_position`` >= 1 counts
+    the search a batch spends on games already over while its last game plays on."""
+    if cfg.lr_schedule == "constant":
+        return None
+    positions = cfg.train_batch / cfg.replay_ratio
+    search = positions * plies_per_position * (cfg.search.num_simulations + 1) * eval_flops
+    return max(1, int(cfg.budget_flops / (step_flops + search)))

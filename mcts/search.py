@@ -12,8 +12,9 @@ way instead of 112 KiB. Priors are the network's logits at the legal moves; padd
 mctx's masked logit, and the root masks them as invalid.
 
 Search variants come from a registry (``SEARCH_POLICIES``): "gumbel" (Gumbel MuZero, sequential
-halving at the root) and "alphazero" (PUCT with Dirichlet noise over the legal moves at the root,
-acting on visit counts with a temperature).
+halving at the root, with Gumbel noise while the temperature is above 0) and "alphazero" (PUCT
+with Dirichlet noise over the legal moves at the root, acting on visit counts with a
+temperature).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class SearchConfig:
     pb_c_init: float = 1.25  # alphazero: PUCT c1
     pb_c_base: float = 19652.0  # alphazero: PUCT c2
     temperature: float = 1.0  # alphazero: act on visits ** (1 / T); 0 = the most visited
+    # (gumbel: any T > 0 acts with the Gumbel noise, 0 without it)
 
     def __post_init__(self) -> None:
         if self.kind not in SEARCH_POLICIES:
@@ -134,7 +136,9 @@ def _gumbel(
     cfg: SearchConfig,
     temperature: jax.Array,
 ) -> mctx.PolicyOutput:
-    del temperature  # acts on sequential halving's winner; exploration is the Gumbel noise
+    # acts on sequential halving's winner; exploration is the Gumbel noise, on while the
+    # temperature is above 0 (self-play's opening plies; arena agents that sample)
+    gumbel_scale = jnp.where(temperature > 0, cfg.gumbel_scale, 0.0)
     return mctx.gumbel_muzero_policy(
         params,
         key,
@@ -144,7 +148,7 @@ def _gumbel(
         invalid_actions=invalid,
         max_depth=cfg.max_depth,
         max_num_considered_actions=cfg.max_num_considered_actions,
-        gumbel_scale=cfg.gumbel_scale,
+        gumbel_scale=gumbel_scale,
     )
 
 

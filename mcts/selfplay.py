@@ -7,8 +7,16 @@ device until the loop ends.
 
 A game ends by the rules (``mcts.env.REASONS``), by resignation (when enabled: the side to move
 resigns if the root search value falls below ``resign_value``, except in the ``no_resign_fraction``
-of games that play on, as AlphaZero did to check that resigning was right), or by the length cap
-(``truncated``: scored a draw; ``reason`` tells the learner which games those are). With
+of games that play on, as AlphaZero did to check that resigning was right: ``would_resign`` says
+which side would first have resigned there, so a false resignation is one whose side then did
+not lose), or by the length cap (``truncated``: scored a draw; ``reason`` tells the learner which
+games those are; AlphaZero's cap of 512 plies ends almost no game).
+
+Exploration: for the first ``temperature_plies`` plies the move is stochastic (alphazero: sampled
+from the root visits at ``search.temperature``; gumbel: the winner of sequential halving with
+Gumbel noise at ``search.gumbel_scale``), then greedy (the most visited move; the noiseless
+Gumbel winner). The policy target is always the search's own (visit counts for alphazero, the
+completed-Q improved policy for gumbel), whichever move is played. With
 ``adjudicate_margin`` set, a game stopped at the cap with one side ahead by at least that many
 pawns of material, both before and after the last move (so not in the middle of an exchange),
 is scored a win for that side (``adjudicated``), as tournaments adjudicate games that are decided
@@ -23,6 +31,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
@@ -30,7 +39,14 @@ from mcts.env import MAX_MOVES, REASONS, ChessState, initial_state, material, ob
 from mcts.search import SearchConfig, search
 from scaling.model import PolicyValueNet
 
-__all__ = ["SelfPlayConfig", "Trajectory", "network_evaluations", "play_games"]
+__all__ = [
+    "GameEnds",
+    "SelfPlayConfig",
+    "Trajectory",
+    "game_ends",
+    "network_evaluations",
+    "play_games",
+]
 
 RESIGNED, TRUNCATED, ADJUDICATED = (
     REASONS.index("resigned"),
@@ -46,7 +62,7 @@ class SelfPlayConfig:
     batch_size: int = 64  # games played at once
     max_plies: int = 512  # game-length cap; also the trajectory's T
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
-    temperature_plies: int = 30  # alphazero: plies acting with search.temperature, then greedy
+    temperature_plies: int = 512  # plies played stochastically (see the module doc), then greedy
     resign_value: float | None = None  # resign below this root value (e.g. -0.9); None: never
     no_resign_fraction: float = 0.1  # games in which nobody resigns (when resigning is on)
     elo: int | None = None  # the rating an Elo-conditioned network is given (None: unknown)
@@ -85,6 +101,7 @@ class Trajectory:
     result: jax.Array  # int8[B] from white's view: 1, 0, -1 (truncated 0; adjudicated: the leader)
     reason: jax.Array  # int8[B] why it ended: an index into mcts.env.REASONS
     resign_allowed: jax.Array  # bool[B] whether this game could resign
+    would_resign: jax.Array  # int8[B] colour (0 white, 1 black) first below resign_value; -1 none
     plies_run: jax.Array  # int32[] loop iterations: the batch searched this many times
 
 
@@ -96,6 +113,7 @@ class _Carry:
     done: jax.Array  # bool[B]
     resigned: jax.Array  # bool[B]
     before: jax.Array  # int32[B] white's material balance before the last move played
+    below: jax.Array  # int8[B] the colour first searched below resign_value (-1: none yet)
     rows: dict[str, jax.Array]  # the [T, B, ...] buffers
 
 
@@ -147,7 +165,8 @@ def play_games(
             temperature=temperature,
         )
         running = ~c.done  # bool[B]
-        resign = running & resign_allowed & (out.value < resign_below)
+        low = running & (out.value < resign_below)  # bool[B] this side would resign here
+        resign = low & resign_allowed
         play = running & ~resign
         row = {
             "obs": jax.vmap(observe)(c.state),
@@ -171,6 +190,7 @@ def play_games(
             done=c.done | resign | state.terminated,
             resigned=c.resigned | resign,
             before=jnp.where(play, _white_material(c.state), c.before),
+            below=jnp.where(low & (c.below < 0), c.state.color.astype(jnp.int8), c.below),
             rows=rows,
         )
 
@@ -181,6 +201,7 @@ def play_games(
         done=start.terminated,
         resigned=jnp.zeros((b,), jnp.bool_),
         before=_white_material(start),
+        below=jnp.full((b,), -1, jnp.int8),
         rows=_buffers(t_max, b),
     )
     c = jax.lax.while_loop(cond, body, init)
@@ -217,6 +238,7 @@ def play_games(
         result=result,
         reason=reason,
         resign_allowed=resign_allowed,
+        would_resign=c.below,
         plies_run=c.t,
     )
 
@@ -230,3 +252,55 @@ def network_evaluations(traj: Trajectory, cfg: SelfPlayConfig) -> int:
     """Network evaluations the batch cost (finished games keep searching until the last ends):
     one root and ``num_simulations`` leaves per game per loop iteration."""
     return int(traj.plies_run) * cfg.batch_size * (cfg.search.num_simulations + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GameEnds:
+    """How a batch of games ended (counts of games), for the run's metrics."""
+
+    games: int
+    checkmates: int
+    stalemates: int
+    repetitions: int  # threefold repetition
+    fifty_moves: int
+    insufficient_material: int
+    resignations: int
+    at_cap: int  # still going at the length cap (truncated, adjudicated, or pgx's 512 plies)
+    adjudicated: int  # of those, scored for the side ahead in material
+    no_resign: int  # games played on without resigning (resigning enabled)
+    would_resign: int  # of those, games where a side fell below resign_value
+    false_resignations: int  # of those, games the side that would have resigned did not lose
+
+    @property
+    def rule_draws(self) -> int:
+        return self.stalemates + self.repetitions + self.fifty_moves + self.insufficient_material
+
+    @property
+    def false_resignation_rate(self) -> float | None:
+        """False resignations per would-be resignation (None: no game would have resigned)."""
+        return self.false_resignations / self.would_resign if self.would_resign else None
+
+
+def game_ends(traj: Trajectory, resigning: bool) -> GameEnds:
+    """Counts a (host or device) trajectory's game ends; ``resigning``: resignation was on."""
+    reason = np.asarray(traj.reason)
+    result = np.asarray(traj.result).astype(np.int32)  # white's view
+    below = np.asarray(traj.would_resign).astype(np.int32)
+    no_resign = ~np.asarray(traj.resign_allowed) if resigning else np.zeros(len(reason), bool)
+    would = no_resign & (below >= 0)
+    own = np.where(below == 0, result, -result)  # the result for the side that fell below
+    count = {name: int((reason == REASONS.index(name)).sum()) for name in REASONS}
+    return GameEnds(
+        games=len(reason),
+        checkmates=count["checkmate"],
+        stalemates=count["stalemate"],
+        repetitions=count["threefold_repetition"],
+        fifty_moves=count["fifty_moves"],
+        insufficient_material=count["insufficient_material"],
+        resignations=count["resigned"],
+        at_cap=count["truncated"] + count["adjudicated"] + count["ply_limit"],
+        adjudicated=count["adjudicated"],
+        no_resign=int(no_resign.sum()),
+        would_resign=int(would.sum()),
+        false_resignations=int((would & (own >= 0)).sum()),
+    )

@@ -50,6 +50,25 @@ def _leaves(tree: object) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+def test_game_ends_are_alphazero_s_by_default() -> None:
+    """Play to the rules' end under a 512-ply cap, resign by root value with 10% of games
+    played out, no material adjudication."""
+    from mcts.run_config import selfplay_config
+
+    sp = selfplay_config(SelfPlayRunConfig(out_dir="x"))
+    assert (sp.max_plies, sp.resign_value, sp.no_resign_fraction) == (512, -0.9, 0.1)
+    assert sp.adjudicate_margin is None and sp.temperature_plies == 512  # Gumbel noise throughout
+
+
+def test_cosine_schedule_spans_the_budget() -> None:
+    from mcts.run_config import planned_steps
+
+    cfg = SelfPlayRunConfig(out_dir="x", budget_flops=1e12, train_batch=64, replay_ratio=1.0)
+    # per step: 1e8 of training + 64 positions x 2 searches x 33 evaluations x 1e5
+    assert planned_steps(cfg, 1e8, 1e5, 2.0) == int(1e12 / (1e8 + 64 * 2 * 33 * 1e5))
+    assert planned_steps(dataclasses.replace(cfg, lr_schedule="constant"), 1e8, 1e5) is None
+
+
 def test_milestones_double_up_to_the_budget() -> None:
     assert milestone_flops(100.0, 8.0, 4) == [101.0, 102.0, 104.0, 108.0]
 
@@ -72,11 +91,20 @@ def test_milestones_double_up_to_the_budget() -> None:
         ("init_step", -1),
         ("dtype", "float16"),
         ("resign_value", 2.0),  # checked by the games' own config
+        ("no_resign_fraction", 1.5),
+        ("opening_plies", -1),
+        ("value_target_mix", 1.5),
+        ("replay_games", 0),
+        ("lr_schedule", "linear"),
+        ("learner_gpus", -1.0),
+        ("actor_cpus", -0.5),
+        ("max_learner_failures", 0),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_field(field: str, value: object) -> None:
+    kw: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
-        _cfg(Path("unused"), **{field: value})
+        _cfg(Path("unused"), **kw)
 
 
 @pytest.mark.slow
@@ -220,3 +248,79 @@ def test_selfplay_command_from_toml(tiny_run: Path, tmp_path: Path) -> None:
     assert main(["selfplay", str(config)]) == 2  # a clear error, not a traceback
     config.write_text(config.read_text().replace("games = 0", "gamez = 4"))
     assert main(["selfplay", str(config)]) == 2
+
+
+_PLACEMENT = """
+import json, os, sys
+from pathlib import Path
+import ray
+from tests.test_loop import _cfg
+from mcts.loop_ray import run_selfplay_ray
+
+ray.init(address="local", num_cpus=3, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+seen = {}
+
+def look(learner):
+    seen["learner"] = ray.get(learner.placement.remote())
+    seen["free"] = ray.available_resources()
+
+cfg = _cfg(Path(sys.argv[1]), actors=1, learner_gpus=1.0, learner_cpus=1.0, budget_flops=1e9)
+result = run_selfplay_ray(cfg, progress=False, on_learner=look)
+seen["result"] = result
+seen["driver"] = os.getpid()
+print("PLACED " + json.dumps(seen, default=str))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_learner_is_placed_on_the_resource_it_asked_for(tmp_path: Path) -> None:
+    """A real local cluster declaring 3 CPUs and 1 GPU (on this CPU machine): the learner actor
+    asks for the GPU and gets it (Ray's assignment inside the actor, GPU id 0), the self-play
+    actors ask for CPUs only, and the run completes with the learner in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PLACEMENT, str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.split("PLACED ", 1)[1])
+    learner = seen["learner"]
+    assert learner["assigned"].get("GPU") == 1.0 and learner["assigned"].get("CPU") == 1.0
+    assert learner["gpu_ids"] == ["0"]
+    assert learner["pid"] != seen["driver"] and learner["pid"] == seen["result"]["pid"]
+    assert seen["free"].get("GPU", 0.0) == 0.0  # the learner holds the only GPU
+    assert seen["result"]["flops"] >= 1e9 and seen["result"]["steps"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_learner_sigkilled_mid_run_resumes_without_losing_an_iteration(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    """SIGKILL of the learner's process while it absorbs its 3rd batch: Ray restarts it, it
+    resumes from its resume checkpoint, the driver sends the batches since then again, and the
+    run completes its budget with every iteration in metrics.jsonl exactly once."""
+    from mcts.loop_ray import LearnerActor, run_selfplay_ray
+
+    marker = tmp_path / "killed"
+
+    class KilledOnce(LearnerActor):  # defined here: Ray pickles it by value
+        def absorb(self, iteration: int, traj: Any, evaluations: int) -> dict[str, Any]:
+            if iteration == 3 and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().absorb(iteration, traj, evaluations)
+
+    cfg = _cfg(tmp_path / "run", actors=1, budget_flops=2.5e9, max_plies=12)
+    result = run_selfplay_ray(cfg, progress=False, learner_cls=KilledOnce)
+    assert marker.exists(), "the learner was not killed"
+    assert result["pid"] != int(marker.read_text())  # finished by the restarted learner
+    assert result["flops"] >= 2.5e9 and result["iterations"] > 3
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, result["iterations"] + 1))
+    assert all(b["flops"] > a["flops"] for a, b in itertools.pairwise(rows))
+    assert all(r["games"] == cfg.games for r in rows)

@@ -5,6 +5,7 @@ with python-chess's reading of the finished games (including resignations and th
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import chess
 import jax
@@ -16,7 +17,14 @@ from data_pipeline.encoding import NUM_ACTIONS, action_to_move, encode_board, mo
 from mcts import env
 from mcts.env import REASONS
 from mcts.search import SearchConfig
-from mcts.selfplay import SelfPlayConfig, Trajectory, network_evaluations, play_games
+from mcts.selfplay import (
+    GameEnds,
+    SelfPlayConfig,
+    Trajectory,
+    game_ends,
+    network_evaluations,
+    play_games,
+)
 from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
 from tests.conftest import material_balance
 
@@ -66,6 +74,8 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
     assert games.obs.shape == (t_max, CFG.batch_size, 67)
     assert games.policy.shape == games.moves.shape == (t_max, CFG.batch_size, env.MAX_MOVES)
     seen = set()
+    want_ends: dict[str, int] = {}
+    want_false = 0
     for b, opening in enumerate(OPENINGS):
         board = chess.Board()
         for uci in opening:
@@ -105,6 +115,25 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
             else:
                 assert games.result[b] == 0
         assert (games.outcome[n:, b] == 0).all()
+        # would_resign: the side first searched below resign_value (every side here, since
+        # the zero network's root value is about 0 < 0.5): the side to move at the start
+        first = 0 if len(opening) % 2 == 0 else 1
+        assert games.would_resign[b] == first, b
+        want_ends[reason] = want_ends.get(reason, 0) + 1
+        if not games.resign_allowed[b]:
+            own = games.result[b] * (1 if first == 0 else -1)
+            want_false += int(own >= 0)  # played on and did not lose: resigning was wrong
+    ends = game_ends(games, resigning=True)
+    assert ends.checkmates == want_ends.get("checkmate", 0)
+    assert ends.repetitions == want_ends.get("threefold_repetition", 0)
+    assert ends.resignations == want_ends.get("resigned", 0)
+    assert ends.at_cap == want_ends.get("truncated", 0)
+    assert ends.rule_draws == sum(
+        want_ends.get(r, 0)
+        for r in ("stalemate", "insufficient_material", "fifty_moves", "threefold_repetition")
+    )
+    assert ends.no_resign == ends.would_resign == int((~games.resign_allowed).sum())
+    assert ends.false_resignations == want_false
     assert "resigned" in seen and len(seen) >= 3, seen
     assert not games.resign_allowed.all() and games.resign_allowed.any()
     plies = int(games.plies_run)
@@ -160,3 +189,54 @@ def test_config_is_checked() -> None:
         SelfPlayConfig(no_resign_fraction=1.5)
     with pytest.raises(ValueError, match="adjudicate_margin must be >= 1"):
         SelfPlayConfig(adjudicate_margin=0)
+
+
+def _ended(
+    reason: list[str], result: list[int], allowed: list[bool], below: list[int]
+) -> Trajectory:
+    """A Trajectory holding only the fields game_ends reads."""
+    fields: dict[str, Any] = dict.fromkeys(Trajectory.__dataclass_fields__)
+    fields.update(
+        reason=np.array([REASONS.index(r) for r in reason], np.int8),
+        result=np.array(result, np.int8),
+        resign_allowed=np.array(allowed),
+        would_resign=np.array(below, np.int8),
+    )
+    return Trajectory(**fields)
+
+
+def test_game_ends_counts_false_resignations_on_the_no_resign_games() -> None:
+    """Worked by hand: of the 3 no-resign games in which a side fell below the threshold, the
+    white one that drew and the black one that won would have resigned wrongly; the white one
+    that lost was right. Games that could resign never count (their side did resign)."""
+    traj = _ended(
+        reason=[
+            "checkmate",
+            "threefold_repetition",
+            "checkmate",
+            "resigned",
+            "truncated",
+            "fifty_moves",
+            "adjudicated",
+        ],
+        result=[-1, 0, -1, 1, 0, 0, 1],
+        allowed=[False, False, False, True, False, True, True],
+        below=[0, 0, 1, 1, -1, 0, -1],
+    )
+    ends = game_ends(traj, resigning=True)
+    assert ends == GameEnds(
+        games=7,
+        checkmates=2,
+        stalemates=0,
+        repetitions=1,
+        fifty_moves=1,
+        insufficient_material=0,
+        resignations=1,
+        at_cap=2,
+        adjudicated=1,
+        no_resign=4,
+        would_resign=3,
+        false_resignations=2,
+    )
+    assert ends.rule_draws == 2 and ends.false_resignation_rate == pytest.approx(2 / 3)
+    assert game_ends(traj, resigning=False).would_resign == 0
