@@ -46,10 +46,14 @@ def _other(hint: Any, value: Any, path: str) -> Any:
         "supervised.budgets": [2e11],
         "supervised.dtype": "float32",
         "selfplay.run.dtype": "float32",
-        "supervised.resources": {"TPU": 1.0},
+        "supervised.resources.resources": {"spot": 1.0},
+        "supervised.resources.tpu_slice": "v6e-16",
+        "arena.games.resources.resources": {"spot": 1.0},
+        "arena.games.resources.tpu_slice": "v6e-16",
         "selfplay.run.search.kind": "alphazero",
         "selfplay.run.search.max_depth": 4,
-        "selfplay.run.resign_value": -0.9,
+        "selfplay.run.resign_value": -0.8,
+        "selfplay.run.lr_schedule": "constant",
         "selfplay.run.elo": 1500,
         "selfplay.run.adjudicate_margin": 5,
         "arena.anchors": ["random", "stockfish:elo=1350,nodes=10"],
@@ -112,6 +116,9 @@ def _toml_value(value: Any) -> str:
 
 
 LEAVES = _leaves(StudyConfig, "")
+# a field valid only with a sibling set: (sibling, its value), the sibling left out of the
+# "everything else at its default" check
+COMPANIONS = {"tpu_slice": ("num_tpus", 4.0)}
 
 
 def test_the_field_table_covers_every_stage() -> None:
@@ -130,6 +137,9 @@ def test_every_field_is_settable_from_toml_and_reaches_its_stage(
     text = (f"[{'.'.join(tables)}]\n" if tables else "") + f"{key} = {_toml_value(value)}\n"
     if path == "arena.anchor_elos":
         text += 'anchors = ["random", "stockfish:elo=1350,nodes=10"]\n'  # its anchor
+    companion = COMPANIONS.get(key if path.endswith(".tpu_slice") else path)
+    if companion is not None:  # a field that is valid only with another one set
+        text += f"{companion[0]} = {_toml_value(companion[1])}\n"
     toml = tmp_path / "study.toml"
     toml.write_text(text)
     cfg = load_study_config(toml)
@@ -141,6 +151,9 @@ def test_every_field_is_settable_from_toml_and_reaches_its_stage(
     for part in path.split(".")[:-1]:
         node, node_ref = node[part], node_ref[part]
     node.pop(key), node_ref.pop(key)
+    companion = COMPANIONS.get(key if path.endswith(".tpu_slice") else path)
+    if companion is not None:
+        node.pop(companion[0]), node_ref.pop(companion[0])
     if path != "arena.anchor_elos":
         assert plain == ref
     _reaches_stage(cfg, path, got, tmp_path)
