@@ -277,3 +277,35 @@ def test_no_code_outside_the_workdir_module_spells_the_layout() -> None:
                 if _LAYOUT.search(code):
                     offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_ladder_players_are_partners_rating_games_and_bridges(tmp_path: Path) -> None:
+    """With the ladder as a source, its log joins the ratings fit, its players every arena
+    phase, and the report's bridges are its players at their fitted ratings (the corpus's
+    tags), then the bridges the study declares."""
+    from analysis.scale import Bridge
+    from elocap.execution import InlineExecutor
+    from mcts.ladder import LadderConfig, build_ladder, ladder_ratings
+
+    small = LadderConfig(levels=(0.9, 0.5), nodes=10, games=18, openings=2, move_cap=120)
+    declared = Bridge(agent="stockfish-n10", elo=1500.0, se=50.0)
+    base = StudyConfig()
+    cfg = dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, ladder=small),
+        analysis=dataclasses.replace(base.analysis, bridges=(declared,)),
+    )
+    wd = Workdir(root=tmp_path)
+    assert [a.name for a in study_plan.ladder_partners(cfg)] == ["mix-n10-p0.9", "mix-n10-p0.5"]
+    assert study_plan.rating_logs(cfg, wd) == []  # nothing played yet
+    log = study_plan.ladder_log(cfg, wd)[0]
+    build_ladder(small, wd.corpus("ladder"), log, InlineExecutor(), progress=False)
+    assert study_plan.rating_logs(cfg, wd) == [log]
+    fitted = ladder_ratings(log)
+    bridges = study_plan.bridges(cfg, wd)
+    assert bridges[-1] == declared
+    assert {b.agent: b.elo for b in bridges[:-1]} == {
+        n: float(r) for n, r in zip(fitted.names, fitted.rating, strict=True) if n != "random"
+    }
+    other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, sources=("x.pgn",)))
+    assert study_plan.ladder_partners(other) == [] and study_plan.bridges(other, wd) == (declared,)
