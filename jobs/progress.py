@@ -51,7 +51,7 @@ def measure(stage: str, cfg: StudyConfig, wd: Workdir) -> tuple[float | None, st
 
     if stage == "data":
         if "ladder" in cfg.data.sources:
-            games = _count_games(wd.corpus("ladder"))
+            games = _count_games(wd.arena_log("ladder"))  # every ladder game, as it is played
             planned = cfg.data.ladder.games
             if games < planned:
                 return games / planned, f"ladder {games}/{planned} games"

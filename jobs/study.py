@@ -61,8 +61,10 @@ def stage_inputs(name: str, cfg: StudyConfig) -> list[Path]:
 def stage_outputs(name: str, cfg: StudyConfig, wd: Workdir) -> list[Path]:
     """The files and directories a finished stage leaves for the next ones."""
     if name == "data":
-        corpus = [wd.corpus("ladder")] if "ladder" in cfg.data.sources else []
-        return [*corpus, wd.data_root]
+        ladder = (
+            [wd.corpus("ladder"), *plan.ladder_log(cfg, wd)] if "ladder" in cfg.data.sources else []
+        )
+        return [*ladder, wd.data_root]
     if name in ("supervised", "selfplay"):
         runs = (
             plan.supervised_runs(cfg, wd) if name == "supervised" else plan.selfplay_runs(cfg, wd)

@@ -129,7 +129,8 @@ def _play_on_device(jobs: Sequence[GameJob], cfg: ArenaConfig) -> list[GameRecor
 
 def _play_on_host(jobs: Sequence[GameJob], cfg: ArenaConfig) -> list[GameRecord]:
     specs = {j.white for j in jobs} | {j.black for j in jobs}
-    players = {s: s.player() for s in specs}
+    # in name order: the players draw from one generator, and a set's order varies by process
+    players = {s: s.player() for s in sorted(specs, key=lambda s: s.name)}
     rng = np.random.default_rng(_seed(jobs[0], cfg.seed))
     boards = [chess.Board() for _ in jobs]
     for job, board in zip(jobs, boards, strict=True):
