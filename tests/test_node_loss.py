@@ -1,6 +1,8 @@
 """Losing a machine: on a two-node Ray cluster on this host, a sweep survives the death of the
 node that runs one of its trials and finishes every run with the parameters an undisturbed run
-has (the trial is retried on the surviving node and resumes from its last checkpoint)."""
+has (the trial is retried on the surviving node and resumes from its last checkpoint), and a
+Ray-mode self-play run survives the death of its actor's node (the actor is restarted on a
+replacement node and the run spends its whole budget, no iteration lost)."""
 
 from __future__ import annotations
 
@@ -60,3 +62,23 @@ def test_a_sweep_survives_the_death_of_a_node(tmp_path: Path) -> None:
         twin = tmp_path / "reference" / run.name
         for a, b in zip(_params(run), _params(twin), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_selfplay_survives_the_death_of_its_actor_s_node(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests._node_loss", "selfplay", str(out), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["killed"], "the actor's node was never killed"
+    result = report["result"]
+    assert result["flops"] - result["start_flops"] >= 3e9  # the whole budget was spent
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, len(rows) + 1))  # none lost
