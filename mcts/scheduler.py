@@ -65,10 +65,14 @@ def active_round(
 ) -> list[GameJob]:
     """The next games of an adaptive schedule. ``ratings``: name -> (rating, lower, upper) from
     the last fit; an agent with no rating yet counts as infinitely uncertain and is placed at the
-    mean. Every agent whose interval is wider than ``target_width`` plays its ``neighbours``
+    anchors' mean rating (the mean of all ratings without a rated anchor). Every agent whose
+    interval is wider than ``target_width`` plays its ``neighbours``
     nearest agents by rating (on each side) and the nearest anchor."""
     pool = list(dict.fromkeys([*anchors, *agents]))
-    known = [r[0] for r in ratings.values()]
+    # an agent with no rating yet starts where the anchors are (the random mover, for a study),
+    # not at the mean of a pool whose partners may sit hundreds of Elo above it
+    rated_anchors = [ratings[a.name][0] for a in anchors if a.name in ratings]
+    known = rated_anchors or [r[0] for r in ratings.values()]
     centre = float(np.mean(known)) if known else 0.0
 
     def estimate(a: AgentSpec) -> tuple[float, float]:

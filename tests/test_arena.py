@@ -135,6 +135,22 @@ def test_active_round_pairs_uncertain_agents_with_neighbours_and_anchor() -> Non
     )
 
 
+def test_an_unrated_agent_starts_at_the_anchors_not_the_pool_mean() -> None:
+    random = parse_agent("random")
+    partners = [StockfishAgent(nodes=n) for n in (1, 2, 3, 4)]
+    newcomer = StockfishAgent(nodes=9)
+    ratings = {random.name: (0.0, 0.0, 0.0)}
+    ratings |= {
+        a.name: (100.0 + 200 * i, 90.0 + 200 * i, 110.0 + 200 * i) for i, a in enumerate(partners)
+    }
+    jobs = active_round(
+        [newcomer, *partners], ratings, [random], eco_openings(1), target_width=50,
+        neighbours=1, round_index=0,
+    )  # fmt: skip
+    opponents = {j.white.name if j.black == newcomer else j.black.name for j in jobs}
+    assert opponents == {random.name, partners[0].name}  # its neighbours at 0, not at +400
+
+
 def test_log_recovery_truncates_only_a_partial_last_game(tmp_path: Path) -> None:
     def record(i: int) -> GameRecord:
         return GameRecord(
