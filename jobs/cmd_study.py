@@ -93,25 +93,25 @@ def _plan(a: argparse.Namespace) -> int:
     from jobs import study_plan as plan
     from jobs.study import STAGES
     from jobs.study_config import load_study_config
+    from jobs.study_cost import cost_lines
     from mcts.agents import parse_agent
 
     cfg = load_study_config(a.config)
     wd = Workdir(root=_workdir(a, cfg.name))
     print(f"study {cfg.name} ({a.config}) in {wd.root}: the config is valid")
     print(f"data: {', '.join(cfg.data.sources)} -> caps {', '.join(map(str, cfg.data.caps))}")
-    runs = plan.supervised_runs(cfg, wd)
-    flops = sum(float(r.budget_flops or 0) for r in runs)
-    print(f"supervised: {len(runs)} runs, {flops:.2g} FLOPs in all")
+    for line in cost_lines(cfg):
+        print(line)
+    try:
+        runs = plan.supervised_runs(cfg, wd)  # their ids need the data's identity
+    except OSError:
+        runs = []
+        print("  (run ids once the data stage has run)")
     for r in runs:
         state = "done" if (Path(r.out_dir) / "result.json").exists() else "to run"
         print(f"  {Path(r.out_dir).name:<40} {float(r.budget_flops or 0):>8.2g} FLOPs  {state}")
-    sp = plan.selfplay_runs(cfg, wd)
-    print(f"self-play: {len(sp)} runs of {cfg.selfplay.run.budget_flops:.2g} FLOPs each")
     anchors = ", ".join(parse_agent(x).name for x in cfg.arena.anchors)
-    print(
-        f"arena: {cfg.arena.checkpoints_per_run} checkpoints per run at {cfg.arena.sims} "
-        f"simulations, anchors {anchors}"
-    )
+    print(f"arena anchors: {anchors}")
     for name, _, _ in STAGES:
         record = read_stage(wd, name)
         problems = record.problems(wd) if record is not None else []

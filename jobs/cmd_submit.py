@@ -88,6 +88,11 @@ def _submit(a: argparse.Namespace) -> int:
         submission_id=a.submission_id,
     )
     job = study_job(request)  # bad input fails here, before any connection
+    from jobs.study_config import load_study_config
+    from jobs.study_cost import cost_lines
+
+    for line in cost_lines(load_study_config(a.config)):  # what it will spend, before it does
+        print(line, file=sys.stderr)
     client = _client(a)
     job_id = client.submit(job)
     print(f"submitted {job_id} to {client.address}", file=sys.stderr)

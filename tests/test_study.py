@@ -35,6 +35,25 @@ def test_study_configs_load_and_reject_bad_keys(tmp_path: Path) -> None:
         load_study_config(tmp_path / "missing.toml")
 
 
+def test_the_cost_of_a_study_before_it_runs() -> None:
+    import dataclasses
+
+    from elocap.execution import Resources
+    from jobs.study_cost import cost_lines
+
+    cfg = load_study_config(TINY)
+    lines = cost_lines(cfg)
+    runs = len(cfg.data.caps) * len(cfg.supervised.sizes) * len(cfg.supervised.budgets)
+    flops = len(cfg.data.caps) * len(cfg.supervised.sizes) * sum(cfg.supervised.budgets)
+    assert lines[0].startswith(f"supervised: {runs} runs, {flops:.2g} FLOPs")
+    assert "CPU cores at 1e10 FLOP/s" in lines[0] and "80 s one after the other" in lines[0]
+    gpu = dataclasses.replace(
+        cfg, supervised=dataclasses.replace(cfg.supervised, resources=Resources(num_gpus=1))
+    )
+    assert "1 H100 at 30% of peak" in cost_lines(gpu)[0]
+    assert any(line.startswith("arena: ") and "at most" in line for line in lines)
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
