@@ -87,6 +87,12 @@ def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
         assert study["start_flops"] == kept[int(parent_step)] < float(row["flops"])
     fits = json.loads((report / "fits.json").read_text())
     assert fits
+    from tests.test_report import _estimates  # every fitted parameter of the default: inside
+
+    for e in _estimates(fits):
+        if all(isinstance(e[k], float) and e[k] == e[k] for k in ("value", "lo", "hi")):
+            assert e["lo"] - 1e-9 <= e["value"] <= e["hi"] + 1e-9, e
+    assert "n/a" not in html
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert second.returncode == 0, second.stderr[-4000:]
     _check_terminal(second)
