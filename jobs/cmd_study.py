@@ -80,10 +80,11 @@ def _run(a: argparse.Namespace) -> int:
     report = wd.report_dir / "index.html"
     print(f"report: {report}")
     try:
-        for line in read_headline(wd.report_dir):
-            print(f"  {line}")
-    except OSError:
-        pass
+        lines = read_headline(wd.report_dir)
+    except OSError as e:  # a report written before the headline existed
+        lines = [f"(no headline: {e}; `elocap report {wd.root}` writes it)"]
+    for line in lines:
+        print(f"  {line}")
     sys.stdout.flush()
     return 0
 
