@@ -91,7 +91,11 @@ def _submit(a: argparse.Namespace) -> int:
     from jobs.study_config import load_study_config
     from jobs.study_cost import cost_lines
 
-    for line in cost_lines(load_study_config(a.config)):  # what it will spend, before it does
+    try:  # what it will spend, before it does (the cluster checks the config itself)
+        cost = cost_lines(load_study_config(a.config))
+    except (ValueError, OSError):
+        cost = []
+    for line in cost:
         print(line, file=sys.stderr)
     client = _client(a)
     job_id = client.submit(job)
