@@ -8,15 +8,23 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcts.run_config import SelfPlayRunConfig
+    from scaling.sweep import SweepJob
 
 
-def _kill_when(cluster: object, node: object, ready: object, log: list[str]) -> threading.Thread:
+def _kill_when(
+    cluster: Any, node: Any, ready: Callable[[], bool], log: list[str]
+) -> threading.Thread:
     def watch() -> None:
         deadline = time.time() + 600
-        while time.time() < deadline and not ready():  # type: ignore[operator]
+        while time.time() < deadline and not ready():
             time.sleep(0.2)
-        cluster.remove_node(node, allow_graceful=False)  # type: ignore[attr-defined]
+        cluster.remove_node(node, allow_graceful=False)
         log.append(f"killed the worker node at {time.strftime('%X')}")
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -24,7 +32,7 @@ def _kill_when(cluster: object, node: object, ready: object, log: list[str]) -> 
     return thread
 
 
-def sweep_job(out: Path, data: Path) -> object:
+def sweep_job(out: Path, data: Path) -> SweepJob:
     from scaling.sweep import SweepJob
 
     return SweepJob(
@@ -51,14 +59,14 @@ def sweep(out: Path, data: Path) -> dict[str, object]:
     worker = cluster.add_node(num_cpus=1, resources={"doomed": 1})
     ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     job = sweep_job(out, data)
-    runs = [Path(c.out_dir) for c in run_configs(job)]  # type: ignore[arg-type]
+    runs = [Path(c.out_dir) for c in run_configs(job)]
 
     def on_worker_started() -> bool:  # both trials are training, one on the doomed node
         return all(any((r / "checkpoints").glob("[0-9]*")) for r in runs)
 
     log: list[str] = []
     killer = _kill_when(cluster, worker, on_worker_started, log)
-    results = run_sweep(job, RayExecutor(), progress=False)  # type: ignore[arg-type]
+    results = run_sweep(job, RayExecutor(), progress=False)
     killer.join(timeout=5)
     hosts = [json.loads((r / "plan.json").read_text())["pid"] for r in runs]
     ray.shutdown()
@@ -66,7 +74,7 @@ def sweep(out: Path, data: Path) -> dict[str, object]:
     return {"killed": log, "results": results, "pids": hosts, "runs": [str(r) for r in runs]}
 
 
-def selfplay_cfg(out: Path, **kw: object) -> object:
+def selfplay_cfg(out: Path, **kw: Any) -> SelfPlayRunConfig:
     import dataclasses
 
     from mcts.loop import SelfPlayRunConfig
@@ -83,7 +91,7 @@ def selfplay_cfg(out: Path, **kw: object) -> object:
         budget_flops=3e9,
         milestones=3,
     )
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **kw)
 
 
 def selfplay(out: Path, _: Path) -> dict[str, object]:
@@ -118,7 +126,7 @@ def selfplay(out: Path, _: Path) -> dict[str, object]:
 
     killer = threading.Thread(target=kill_the_actor_s_node, daemon=True)
     killer.start()
-    result = run_selfplay(cfg, progress=False)  # type: ignore[arg-type]
+    result = run_selfplay(cfg, progress=False)
     killer.join(timeout=5)
     ray.shutdown()
     cluster.shutdown()

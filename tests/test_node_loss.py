@@ -25,6 +25,19 @@ REPO = Path(__file__).resolve().parents[1]
 SLICE = "lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst"
 
 
+def _cluster_run(what: str, out: Path, data: Path) -> dict:
+    """``tests._node_loss <what>`` in a process of its own (it owns its Ray cluster)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests._node_loss", what, str(out), str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def _params(run: Path) -> list[np.ndarray]:
     state, _ = checkpoints.restore_state(run)
     return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
@@ -37,15 +50,7 @@ def test_a_sweep_survives_the_death_of_a_node(tmp_path: Path) -> None:
     cfg = BuildConfig(filters=FilterConfig(cap=2000), chunk_games=500)
     build([str(data_file(SLICE))], data, cfg, use_ray=False, progress=False)
     out = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests._node_loss", "sweep", str(out), str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _cluster_run("sweep", out, data)
     assert report["killed"], "the worker node was never killed"
     runs = [Path(r) for r in report["runs"]]
     assert len(report["results"]) == len(runs) == 2
@@ -57,7 +62,7 @@ def test_a_sweep_survives_the_death_of_a_node(tmp_path: Path) -> None:
     reference = sweep_job(tmp_path / "reference", data)
     from scaling.sweep import run_sweep
 
-    run_sweep(reference, InlineExecutor(), progress=False)  # type: ignore[arg-type]
+    run_sweep(reference, InlineExecutor(), progress=False)
     for run in runs:
         twin = tmp_path / "reference" / run.name
         for a, b in zip(_params(run), _params(twin), strict=True):
@@ -68,15 +73,7 @@ def test_a_sweep_survives_the_death_of_a_node(tmp_path: Path) -> None:
 @pytest.mark.ray
 def test_ray_selfplay_survives_the_death_of_its_actor_s_node(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests._node_loss", "selfplay", str(out), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _cluster_run("selfplay", out, tmp_path)
     assert report["killed"], "the actor's node was never killed"
     result = report["result"]
     assert result["flops"] - result["start_flops"] >= 3e9  # the whole budget was spent
