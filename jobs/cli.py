@@ -218,6 +218,9 @@ def _quiet_third_party() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _quiet_third_party()
+    from elocap import compile_cache
+
+    compile_cache.enable()  # before anything compiles, and before Ray starts its workers
     try:
         return int(args.func(args))
     except (ValueError, OSError, SourceError, BuildError) as e:  # bad configs, sources, disks

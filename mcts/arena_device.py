@@ -1,11 +1,14 @@
 """Games between on-device agents (networks, with or without search, and the random mover),
 played as one batch of pgx states inside a jitted while loop.
 
-Every game of a batch is between the same two agents A and B; ``a_white`` says who has white
-in each game. At every ply both agents choose for the whole batch and the mover's choice is
-kept (twice the evaluations of a perfect split, and no gather/scatter). The opening's moves are
-forced first. The loop records actions int32[B, T] (-1 after the end); the host replays them on
-python-chess boards, which referee the games (``mcts.games.finish``).
+Every game of a batch is between the same two agents A and B. The batch is laid out in two
+halves: A has white in the first half's games and black in the second's. Every game starts from
+the initial position and plays one ply per step of the loop (an ended game stands still), so at
+step t every game has the same side to move; A answers the half where it moves and B the other
+half: one agent evaluation per game and ply, not one per agent. The opening's moves are forced
+first (no agent is asked while every game is still in its opening). The loop records actions
+int32[B, T] (-1 after the end); the host replays them on python-chess boards, which referee the
+games (``mcts.games.finish``).
 """
 
 from __future__ import annotations
@@ -60,28 +63,48 @@ def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., 
     def run(
         params_a: Any,
         params_b: Any,
-        opening: jax.Array,  # int32[B, K] forced actions, -1 padded
-        opening_len: jax.Array,  # int32[B]
-        a_white: jax.Array,  # bool[B]
+        opening: jax.Array,  # int32[2H, K] forced actions, -1 padded; A white in rows :H
+        opening_len: jax.Array,  # int32[2H]
         key: jax.Array,
-    ) -> jax.Array:  # int32[B, plies]
+    ) -> jax.Array:  # int32[2H, plies]
         batch = opening.shape[0]
+        half = batch // 2
         states = jax.vmap(pgx_rules.init)(jax.random.split(jax.random.key(0), batch))
         out = jnp.full((batch, plies), -1, jnp.int32)
+        in_opening = jnp.min(opening_len)
 
         def cond(carry: tuple[Any, jax.Array, jax.Array, jax.Array]) -> jax.Array:
             states, ply, _, _ = carry
             return (ply < plies) & ~jnp.all(pgx_rules.terminated(states))
 
+        def choose(states: Any, ply: jax.Array, key: jax.Array) -> jax.Array:
+            first = jax.tree.map(lambda x: x[:half], states)
+            second = jax.tree.map(lambda x: x[half:], states)
+            k1, k2 = jax.random.split(key)
+            white = ply % 2 == 0  # the side to move in every game of the batch
+
+            def a_first() -> jax.Array:  # white to move: A in the first half, B in the second
+                return jnp.concatenate(
+                    [policy_a(params_a, first, k1), policy_b(params_b, second, k2)]
+                )
+
+            def b_first() -> jax.Array:
+                return jnp.concatenate(
+                    [policy_b(params_b, first, k1), policy_a(params_a, second, k2)]
+                )
+
+            return jax.lax.cond(white, a_first, b_first)
+
         def body(
             carry: tuple[Any, jax.Array, jax.Array, jax.Array],
         ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
             states, ply, key, out = carry
-            key, ka, kb = jax.random.split(key, 3)
-            act_a = policy_a(params_a, states, ka)  # int32[B]
-            act_b = policy_b(params_b, states, kb)
-            a_moves = (pgx_rules.position(states).color == 0) == a_white  # bool[B]
-            action = jnp.where(a_moves, act_a, act_b)
+            key, sub = jax.random.split(key)
+            action = jax.lax.cond(
+                ply < in_opening,
+                lambda: jnp.zeros((batch,), jnp.int32),
+                lambda: choose(states, ply, sub),
+            )
             forced = opening[:, jnp.minimum(ply, opening.shape[1] - 1)]
             action = jnp.where(ply < opening_len, forced, action)
             over = pgx_rules.terminated(states)  # bool[B]
@@ -119,30 +142,29 @@ def play_device_batch(
     seed: int,
     batch: int | None = None,
 ) -> list[list[chess.Move]]:
-    """Plays len(openings) games between a and b on the device; the moves of each game. With
-    ``batch``, the batch is padded to that size (one compiled loop for every batch)."""
+    """Plays len(openings) games between a and b on the device; the moves of each game, in the
+    order given. With ``batch``, each colour's half is padded to at least half of it (one
+    compiled loop for every batch whose colours are balanced, as a pairing's are)."""
     if plies > PGX_MAX_PLIES:
         raise ValueError(f"device games are capped at {PGX_MAX_PLIES} plies by pgx, not {plies}")
-    n = len(openings)
-    if batch is not None and batch > n:
-        openings = [*openings, *[openings[0]] * (batch - n)]
-        a_white = [*a_white, *[True] * (batch - n)]
+    if len(openings) != len(a_white) or not openings:
+        raise ValueError("play_device_batch needs one colour per opening, and some games")
+    white = [i for i, w in enumerate(a_white) if w]  # games where a has white
+    black = [i for i, w in enumerate(a_white) if not w]
+    half = max(len(white), len(black), -(-(batch or 0) // 2))
+    rows = [*white, *[white[0] if white else 0] * (half - len(white))]
+    rows += [*black, *[black[0] if black else 0] * (half - len(black))]
     key_a, params_a = device_policy(a)
     key_b, params_b = device_policy(b)
     run = _game_loop(key_a, key_b, plies)
-    forced, lengths = opening_actions(openings)
+    forced, lengths = opening_actions([openings[i] for i in rows])
     actions = np.asarray(
-        run(
-            params_a,
-            params_b,
-            jnp.asarray(forced),
-            jnp.asarray(lengths),
-            jnp.asarray(np.array(a_white, bool)),
-            jax.random.key(seed),
-        )
+        run(params_a, params_b, jnp.asarray(forced), jnp.asarray(lengths), jax.random.key(seed))
     )
+    where = {i: r for r, i in enumerate(white)} | {i: half + r for r, i in enumerate(black)}
     games = []
-    for row in actions[:n]:
+    for i in range(len(openings)):
+        row = actions[where[i]]
         board, moves = chess.Board(), []
         for action in row[row >= 0]:
             move = action_to_move(int(action), board)

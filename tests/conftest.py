@@ -12,6 +12,12 @@ from typing import Any
 import chess
 import pytest
 
+from elocap import compile_cache
+
+# The tests compile the same searches and train steps in many processes (Ray workers, the CLI's
+# subprocesses): one persistent cache for all of them, as the elocap command uses.
+compile_cache.enable()
+
 DATA_DIR = Path(
     os.environ.get("ELOCAP_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )

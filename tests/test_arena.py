@@ -203,6 +203,35 @@ def test_device_games_agree_with_python_chess(
         assert r.white_flops is not None or r.black_flops is not None
 
 
+@pytest.mark.slow
+def test_each_device_game_s_moves_are_its_mover_s(tiny_run: Path) -> None:
+    """The device loop asks each agent only on the half of the batch where it is to move: with
+    the network playing argmax, its every move (after the opening) is its own choice on that
+    board on the host, whichever colour it has, with colours unbalanced and a padded batch."""
+    net = NetworkAgent(run=str(tiny_run))  # sims 0, temperature 0: argmax
+    model, params, _, _ = load_network(tiny_run)
+    policy = network_policy(model, params, net)
+    ops = eco_openings(8)
+    jobs = [
+        GameJob(net, RandomAgent(), ops[0], 0),
+        GameJob(RandomAgent(), net, ops[1], 0),
+        GameJob(net, RandomAgent(), ops[2], 0),
+        GameJob(net, RandomAgent(), ops[3], 0),
+    ]
+    records = play_batch(jobs, ArenaConfig(move_cap=40, batch=6))
+    checked = 0
+    for job, record in zip(jobs, records, strict=True):
+        net_colour = chess.WHITE if job.white == net else chess.BLACK
+        board = chess.Board()
+        for ply, uci in enumerate(record.moves):
+            if ply >= record.opening_plies and board.turn == net_colour:
+                action = int(policy.host([board], seed=0)[0])
+                assert action_to_move(action, board).uci() == uci, (record.game_id, ply)
+                checked += 1
+            board.push_uci(uci)
+    assert checked >= 4 * 12
+
+
 def _positions(count: int, seed: int) -> list[chess.Board]:
     """Boards along random games, some with repeated positions (knights shuffled back)."""
     import random
