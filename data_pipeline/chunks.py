@@ -23,7 +23,7 @@ import numpy as np
 
 from data_pipeline import decode, shards, sources
 from data_pipeline.filters import FilterConfig, header_predicates, prefilter
-from data_pipeline.pgn import RawGame, iter_raw_games, split_stray
+from data_pipeline.pgn import GameRun, RawGame, iter_game_runs, split_stray
 from elocap.files import atomic_write_text, file_sha256
 
 SPLITS = ("train", "val", "test")
@@ -89,25 +89,24 @@ class SourceScan:
 
 def iter_chunks(
     scan: SourceScan, source_index: int, chunk_games: int
-) -> Iterator[tuple[str, list[RawGame]]]:
-    """(key, games) of each chunk of a source, in order; records size, hash and any error."""
-    games: list[RawGame] = []
+) -> Iterator[tuple[str, GameRun]]:
+    """(key, games) of each chunk of a source, in order; records size, hash and any error.
+
+    This is the driver's whole share of the work on a source: decompress, hash, find the game
+    boundaries; the games travel as one ``GameRun`` (bytes and offsets), and the worker splits
+    off stray text, filters, decodes and encodes."""
     chunk = 0
     try:
         with sources.open_source(scan.source) as stream:
             try:
-                for game in iter_raw_games(stream, stray_text=False):  # split in the tasks
-                    games.append(game)
-                    if len(games) == chunk_games:
-                        yield _chunk_key(source_index, chunk), games
-                        chunk, games = chunk + 1, []
+                for run in iter_game_runs(stream, chunk_games):
+                    yield _chunk_key(source_index, chunk), run
+                    chunk += 1
             except sources.SourceError as e:
                 scan.error = str(e)
             scan.size, scan.digest = stream.raw_bytes_read, stream.digest()
     except sources.SourceError as e:
         scan.error = str(e)
-    if games:
-        yield _chunk_key(source_index, chunk), games
 
 
 def _chunk_key(source_index: int, chunk: int) -> str:
@@ -127,9 +126,11 @@ def split_of(game_ids: np.ndarray, cfg: SplitConfig) -> np.ndarray:
 
 
 def process_chunk(
-    games: Sequence[RawGame], cfg: BuildConfig, out_dir: str, key: str
+    games: GameRun | Sequence[RawGame], cfg: BuildConfig, out_dir: str, key: str
 ) -> dict[str, Any]:
     """Filters, decodes and encodes one chunk; writes its shards and its record; returns it."""
+    if isinstance(games, GameRun):
+        games = games.games()
     predicates = header_predicates(cfg.filters)
     rejected: collections.Counter[str] = collections.Counter()
     examples: dict[str, list[list[Any]]] = collections.defaultdict(list)

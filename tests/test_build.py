@@ -111,10 +111,20 @@ def test_interrupted_build_ends_with_the_same_manifest(tmp_path: Path) -> None:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_build_equals_in_process_build(tmp_path: Path, ray_cluster: None) -> None:
+    """The same build (id, manifest, shard bytes) whatever the workers, the completion order
+    and the mode: two sources in two tasks (one each), or the driver cutting chunks for tasks
+    (one source; 1 or 2 workers, chunks finishing out of order)."""
     srcs = [str(data_file(SLICE)), str(data_file(ANALYSED))]
     inline = build(srcs, tmp_path / "inline", CFG, use_ray=False, progress=False)
     on_ray = build(srcs, tmp_path / "ray", CFG, workers=2, use_ray=True, progress=False)
     assert on_ray == inline  # shard checksums included: the same bytes on disk
+    one = build(srcs[:1], tmp_path / "one", CFG, use_ray=False, progress=False)
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        chunked = build(srcs[:1], out, CFG, workers=workers, use_ray=True, progress=False)
+        assert chunked == one and len(chunked["shards"]) == 10  # 999 games in chunks of 100
+        a, b = read_examples(tmp_path / "one", "train"), read_examples(out, "train")
+        assert all(np.array_equal(a[k], b[k]) for k in a.dtype.names or ())
 
 
 def test_loader_batches_are_fixed_deterministic_and_resumable(tmp_path: Path) -> None:
