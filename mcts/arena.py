@@ -68,10 +68,17 @@ def _seed(job: GameJob, seed: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _record(
-    job: GameJob, moves: Sequence[chess.Move], cfg: ArenaConfig, ended: str | None = None
+def game_record(
+    job: GameJob,
+    moves: Sequence[chess.Move],
+    *,
+    move_cap: int,
+    event: str,
+    ended: str | None = None,
+    extra: tuple[tuple[str, str], ...] | None = None,
 ) -> GameRecord:
-    played, result, termination, _ = finish(moves, cfg.move_cap, ended_elsewhere=ended)
+    """The refereed record of a game played for ``job`` (the arena's and the ladder's)."""
+    played, result, termination, _ = finish(moves, move_cap, ended_elsewhere=ended)
     return GameRecord(
         game_id=job.game_id,
         white=job.white.name,
@@ -83,9 +90,15 @@ def _record(
         opening_plies=len(job.opening.moves),
         white_flops=agent_flops(job.white),
         black_flops=agent_flops(job.black),
-        event=cfg.event,
-        extra=job.extra,
+        event=event,
+        extra=job.extra if extra is None else extra,
     )
+
+
+def _record(
+    job: GameJob, moves: Sequence[chess.Move], cfg: ArenaConfig, ended: str | None = None
+) -> GameRecord:
+    return game_record(job, moves, move_cap=cfg.move_cap, event=cfg.event, ended=ended)
 
 
 def play_batch(jobs: Sequence[GameJob], cfg: ArenaConfig) -> list[GameRecord]:

@@ -40,8 +40,8 @@ import numpy as np
 from elocap.execution import Executor
 from elocap.files import atomic_write_text
 from mcts.agents import AgentSpec, MixedAgent, Player, RandomAgent
-from mcts.arena import GameJob
-from mcts.games import GameRecord, append_games, finish, recover_log, referee
+from mcts.arena import GameJob, game_record
+from mcts.games import GameRecord, append_games, recover_log, referee
 from mcts.openings import eco_openings
 from mcts.scheduler import pairing_games
 
@@ -142,17 +142,11 @@ def play_games(jobs: Sequence[GameJob], cfg: LadderConfig) -> list[GameRecord]:
                 if spec not in players:
                     players[spec] = spec.player()
                 board.push(players[spec].choose([board], rng)[0])
-            played, result, termination, _ = finish(board.move_stack, cfg.move_cap)
             records.append(
-                GameRecord(
-                    game_id=job.game_id,
-                    white=job.white.name,
-                    black=job.black.name,
-                    moves=played,
-                    result=result,
-                    termination=termination,
-                    opening=job.opening.name,
-                    opening_plies=len(job.opening.moves),
+                game_record(
+                    job,
+                    board.move_stack,
+                    move_cap=cfg.move_cap,
                     event=EVENT,
                     extra=(("Ladder", digest),),
                 )
