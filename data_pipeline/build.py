@@ -126,6 +126,11 @@ def make_manifest(cfg: BuildConfig, scans: Sequence[SourceScan], out_dir: Path) 
             "player_ratings": {str(k): v for k, v in sorted(elo_hist.items())},
         },
         "positions": {name: positions[name] for name in SPLITS},
+        "sampling": {  # games kept by the hash of the game, and why that many
+            "fraction": cfg.sample_fraction,
+            "not_sampled": rejected["not_sampled"],
+            "note": cfg.sample_note,
+        },
         "select": own_select(cfg).to_json(),  # what the loader reads of the shards
         "shards": shard_rows,
     }

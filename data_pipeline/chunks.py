@@ -57,6 +57,8 @@ class BuildConfig:
     # deterministic, independent of the split), before their moves are decoded: a study builds
     # in proportion to what its sweep reads, not to its sources (1.0: every game)
     sample_fraction: float = 1.0
+    # why sample_fraction is what it is (``budget.sampled_config`` writes it; "": not said)
+    sample_note: str = ""
 
     def __post_init__(self) -> None:
         if self.chunk_games < 1:
@@ -66,6 +68,8 @@ class BuildConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if not d["sample_note"]:
+            del d["sample_note"]  # builds that do not say keep the identity they had
         f = d["filters"]
         for key in ("time_controls", "reject_terminations"):
             if f[key] is not None:

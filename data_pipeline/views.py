@@ -242,6 +242,7 @@ def _view_manifest(
             "player_ratings": {str(k): v for k, v in sorted(hist.items())},
         },
         "positions": positions,
+        "sampling": shared.get("sampling"),  # the shared build's: one sample serves every cap
         "select": select.to_json(),
         "shards": rows,
     }
