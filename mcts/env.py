@@ -240,10 +240,14 @@ def play_openings(start: ChessState, actions: jax.Array) -> ChessState:
     """Plays ``actions`` (int32[L], padded with -1 at the end) from ``start`` (one game).
     An action outside the legal list ends the game with reason ``illegal_move``."""
 
-    def body(s: ChessState, a: jax.Array) -> tuple[ChessState, None]:
-        return _select(a >= 0, step(s, a)[0], s), None
+    if actions.shape[0] == 0:
+        return start
+    count = jnp.sum(actions >= 0)  # the padding is at the end: only the moves are stepped
 
-    return jax.lax.scan(body, start, actions)[0]
+    def body(i: jax.Array, s: ChessState) -> ChessState:
+        return step(s, actions[i])[0]
+
+    return jax.lax.fori_loop(0, count, body, start)
 
 
 def opening_actions(
@@ -305,16 +309,13 @@ def from_boards(
     ``recent=False``: the root is ``board.root()`` and the whole move stack is replayed (compiles
     once per (N, longest move stack)). ``recent=True``: the root is the position before the last
     capture or pawn move (at most ``HISTORY - 1`` plies back; no earlier position can repeat),
-    replayed over a power-of-two width (at most 8 widths compile per batch size).
+    replayed from actions of one width, ``HISTORY - 1`` (one compilation per batch size).
     ``pad_to`` repeats the last board up to that many rows (a fixed batch size for jit)."""
     if not boards:
         raise ValueError("from_boards needs at least one board")
     if recent:
-        roots = [_recent_root(b) for b in boards]
-        longest = max(
-            len(b.move_stack) - len(r.move_stack) for b, r in zip(boards, roots, strict=True)
-        )
-        width = min(HISTORY - 1, 1 << max(longest - 1, 0).bit_length())  # <= 8 widths compile
+        roots = [_recent_root(b) for b in boards]  # at most HISTORY - 1 plies back
+        width = HISTORY - 1  # one width: the replay loop stops after the longest line
     else:
         roots = [b.root() for b in boards]
         width = max(len(b.move_stack) for b in boards)
