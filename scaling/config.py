@@ -88,6 +88,8 @@ class TrainSettings:
     eval_batches: int = 8  # validation batches per pass
     dtype: str = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU), float32, bfloat16
     loader_workers: int = 0  # grain worker processes
+    fsdp: bool = False  # shard parameters and optimiser state over all devices (FSDP, ZeRO-3)
+    #                     instead of replicating them, for a state too big for one device
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "milestones", "log_every", "checkpoint_every", "eval_batches"):

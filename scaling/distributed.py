@@ -117,15 +117,18 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def put_global(tree: Any, sharding: NamedSharding) -> Any:
+def put_global(tree: Any, sharding: NamedSharding | Any) -> Any:
     """A pytree whose whole value every process holds (a global batch, the initial state) as
-    global arrays laid out by ``sharding``: each process copies only what its own devices
-    hold (with one process, ``jax.device_put``)."""
+    global arrays laid out by ``sharding`` (one for every leaf, or a tree of them matching
+    ``tree``): each process copies only what its own devices hold (with one process,
+    ``jax.device_put``)."""
     if jax.process_count() == 1:
         return jax.device_put(tree, sharding)
 
-    def put(x: Any) -> jax.Array:
+    def put(x: Any, where: NamedSharding) -> jax.Array:
         host = np.asarray(x)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        return jax.make_array_from_callback(host.shape, where, lambda index: host[index])
 
-    return jax.tree.map(put, tree)
+    if isinstance(sharding, NamedSharding):
+        return jax.tree.map(lambda x: put(x, sharding), tree)
+    return jax.tree.map(put, tree, sharding)

@@ -2,9 +2,17 @@
 
 ``make_train_step(model, optim, total_steps=..., spec=..., mesh=..., dtype=...)`` returns a
 ``TrainStep``: the jitted, donated step over a ``TrainBatch`` (data parallel: the batch is split
-over the mesh's ``data`` axis, the state replicated), its eval step, and XLA's FLOP count of the
-compiled step (the compute axis, DESIGN.md contract 2). The mesh spans every device of every
-process (``scaling.distributed``): with several processes, each feeds its devices' rows.
+over the mesh's ``data`` axis), its eval step, and XLA's FLOP count of the compiled step (the
+compute axis, DESIGN.md contract 2). The mesh spans every device of every process
+(``scaling.distributed``): with several processes, each feeds its devices' rows.
+
+The parameters and the optimiser state are replicated on every device, or with ``fsdp=True``
+fully sharded over the same ``data`` axis (FSDP / ZeRO-3, for models whose state does not fit
+one device): each leaf is split along its largest axis that the mesh divides, and kept whole
+where none does (``fsdp_spec``). XLA's SPMD partitioner inserts the all-gathers of the
+parameters where the step uses them; the gradients are constrained to the parameters' layout,
+so they arrive reduce-scattered. The layout changes neither the maths (the same parameters
+within float rounding) nor the FLOPs counted, and a checkpoint restores on any layout.
 
 The loss is written for one position and vmapped over the batch: policy cross-entropy against
 the sparse target distribution (``scaling.batch``), plus ``optim.value_loss_weight`` times the
@@ -36,6 +44,8 @@ __all__ = [
     "TrainStep",
     "compute_dtype",
     "data_mesh",
+    "fsdp_spec",
+    "state_sharding",
     "learning_rate",
     "losses",
     "make_optimizer",
@@ -64,8 +74,9 @@ class TrainStep:
     eval_step: Any  # (params, TrainBatch) -> metrics, with policy_acc_legal
     flops_per_step: float  # XLA's count for one train step on one device (the compute axis)
     analytic_flops_per_step: float  # 3 x forward FLOPs x batch
-    state_sharding: NamedSharding  # replicated
+    state_sharding: TrainState  # a NamedSharding per leaf: replicated, or fsdp_spec's split
     batch_sharding: NamedSharding  # split over "data"
+    fsdp: bool = False  # parameters and optimiser state sharded over "data"
 
     def init(self, params: Any, rng: jax.Array) -> TrainState:
         """The state at step 0: ``params`` (float32), fresh optimiser state, ``rng`` key data."""
@@ -93,6 +104,32 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis (``data``) mesh over ``devices``, by default every device of every process
     (the local devices, in a single process)."""
     return Mesh(np.array(list(jax.devices() if devices is None else devices)), ("data",))
+
+
+def fsdp_spec(shape: Sequence[int], devices: int, axis: str = "data") -> P:
+    """How FSDP lays out one leaf of ``shape`` over ``devices`` devices of mesh ``axis``: split
+    along its largest dimension that ``devices`` divides (the first such, on a tie), whole
+    (``P()``) when none does or there is one device."""
+    dims = [d for d, n in enumerate(shape) if devices > 1 and n >= devices and n % devices == 0]
+    if not dims:
+        return P()
+    split = max(dims, key=lambda d: (shape[d], -d))
+    return P(*[axis if d == split else None for d in range(len(shape))])
+
+
+def state_sharding(state: TrainState, mesh: Mesh, *, fsdp: bool) -> TrainState:
+    """A NamedSharding for every leaf of ``state`` (arrays or shapes): all replicated, or with
+    ``fsdp`` the parameters and optimiser state split by ``fsdp_spec`` (step and RNG stay
+    replicated)."""
+    replicated = NamedSharding(mesh, P())
+    layout = jax.tree.map(lambda _: replicated, state)
+    if fsdp:
+
+        def split(tree: Any) -> Any:
+            return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.size)), tree)
+
+        layout = layout.replace(params=split(state.params), opt_state=split(state.opt_state))
+    return cast(TrainState, layout)
 
 
 def learning_rate(optim: OptimConfig, total_steps: int | None) -> optax.Schedule:
@@ -174,9 +211,11 @@ def make_train_step(
     spec: BatchSpec,
     mesh: Mesh | None = None,
     dtype: str = "auto",
+    fsdp: bool = False,
 ) -> TrainStep:
     """Compiles the train step for ``spec``'s batches on ``mesh`` (default: every device)
-    at the compute ``dtype`` (parameters stay float32), and counts its FLOPs."""
+    at the compute ``dtype`` (parameters stay float32), the state replicated or (``fsdp``)
+    sharded over the mesh, and counts its FLOPs."""
     from data_pipeline.encoding_jax import legal_action_mask_from_obs
 
     mesh = data_mesh() if mesh is None else mesh
@@ -187,10 +226,20 @@ def make_train_step(
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
     weight = optim.value_loss_weight
+    shapes = (_state_shapes(model, tx), spec.shapes())
+    layout = state_sharding(shapes[0], mesh, fsdp=fsdp)
 
-    def train_step(state: TrainState, batch: TrainBatch) -> tuple[TrainState, Any]:
-        grad_fn = jax.value_and_grad(lambda p: losses(net, p, batch, weight), has_aux=True)
-        (_, metrics), grads = grad_fn(state.params)
+    def step_fn(grad_layout: Any) -> Any:
+        def train_step(state: TrainState, batch: TrainBatch) -> tuple[TrainState, Any]:
+            grad_fn = jax.value_and_grad(lambda p: losses(net, p, batch, weight), has_aux=True)
+            (_, metrics), grads = grad_fn(state.params)
+            if grad_layout is not None:  # reduce-scattered straight to each device's shard
+                grads = jax.lax.with_sharding_constraint(grads, grad_layout)
+            return _update(state, grads, metrics)
+
+        return train_step
+
+    def _update(state: TrainState, grads: Any, metrics: Any) -> tuple[TrainState, Any]:
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics["grad_norm"] = optax.global_norm(grads)
@@ -207,21 +256,22 @@ def make_train_step(
         return metrics
 
     jit_train = jax.jit(
-        train_step,
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
+        step_fn(layout.params if fsdp else None),
+        in_shardings=(layout, batch_sharding),
+        out_shardings=(layout, replicated),
         donate_argnums=0,
     )
     jit_eval = jax.jit(
-        eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
+        eval_step, in_shardings=(layout.params, batch_sharding), out_shardings=replicated
     )
-    shapes = (_state_shapes(model, tx), spec.shapes())
     compiled = jit_train.lower(*shapes).compile()
     counted = compiled
     if mesh.size > 1:  # XLA counts one device's share: count the step as one device runs it,
-        # so a checkpoint's FLOPs do not depend on the layout that trained it (contract 2)
+        # so a checkpoint's FLOPs do not depend on the layout that trained it (contract 2);
+        # under fsdp too (its share also leaves out the other devices' optimiser updates)
         one = NamedSharding(Mesh(np.array(jax.local_devices()[:1]), ("data",)), P())
-        counted = jax.jit(train_step, in_shardings=one, out_shardings=one).lower(*shapes).compile()
+        one_step = jax.jit(step_fn(None), in_shardings=one, out_shardings=one)
+        counted = one_step.lower(*shapes).compile()
     analytic = flops.train_flops_per_position(model) * spec.batch_size
     return TrainStep(
         net=net,
@@ -231,8 +281,9 @@ def make_train_step(
         eval_step=jit_eval,
         flops_per_step=flops.xla_flops(counted),
         analytic_flops_per_step=analytic,
-        state_sharding=replicated,
+        state_sharding=layout,
         batch_sharding=batch_sharding,
+        fsdp=fsdp,
     )
 
 

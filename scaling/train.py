@@ -1,6 +1,6 @@
 """One supervised run: the train step of ``scaling.step`` over a data-parallel mesh of every
-device, orbax checkpoints at log-spaced cumulative FLOPs, exact resume, metrics in
-``metrics.jsonl`` and TensorBoard.
+device (parameters replicated, or sharded with ``fsdp``), orbax checkpoints at log-spaced
+cumulative FLOPs, exact resume, metrics in ``metrics.jsonl`` and TensorBoard.
 
 A run may span several processes (``scaling.distributed``; the caller joins the group first):
 each reads the same batches and feeds its own devices, every process writes its part of each
@@ -47,7 +47,7 @@ def planned_steps(cfg: TrainConfig, spec: BatchSpec, mesh: Mesh) -> int:
     if cfg.steps is not None:
         return cfg.steps
     probe = make_train_step(
-        cfg.model, cfg.optim, total_steps=1, spec=spec, mesh=mesh, dtype=cfg.dtype
+        cfg.model, cfg.optim, total_steps=1, spec=spec, mesh=mesh, dtype=cfg.dtype, fsdp=cfg.fsdp
     )
     return flops.steps_for_budget(float(cfg.budget_flops or 0), probe.flops_per_step)
 
@@ -90,7 +90,13 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
     spec = BatchSpec(batch_size=cfg.batch_size)
     total = planned_steps(cfg, spec, mesh)
     fns = make_train_step(
-        cfg.model, cfg.optim, total_steps=total, spec=spec, mesh=mesh, dtype=cfg.dtype
+        cfg.model,
+        cfg.optim,
+        total_steps=total,
+        spec=spec,
+        mesh=mesh,
+        dtype=cfg.dtype,
+        fsdp=cfg.fsdp,
     )
     rng = jax.random.PRNGKey(cfg.seed)
     state = fns.init(init_params(cfg.model, rng), rng)
@@ -104,6 +110,7 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
         "host": socket.gethostname(),
         "processes": jax.process_count(),
         "devices": mesh.size,
+        "fsdp": cfg.fsdp,
         "ray_node": _ray_node(),
     }
     if primary:
