@@ -21,8 +21,8 @@ from jax.sharding import PartitionSpec as P
 from data_pipeline.build import BuildConfig, build
 from data_pipeline.filters import FilterConfig
 from scaling import checkpoints
-from scaling.config import TrainConfig, to_dict
-from scaling.model import NAMED_SIZES
+from scaling.config import OptimConfig, TrainConfig, to_dict
+from scaling.model import NAMED_SIZES, init_params
 from scaling.step import fsdp_spec
 from scaling.train import train
 from tests.conftest import data_file
@@ -84,6 +84,21 @@ def _params(run: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(checkpoints.restore_state(run)[0]["params"])]
 
 
+def update_gap(a: list[np.ndarray], b: list[np.ndarray], start: list[np.ndarray]) -> float:
+    """How far apart two runs' changes to the parameters from ``start`` are, relative to the
+    first run's change (both as one vector): 0 for the same training."""
+    da = np.concatenate([(x - s).ravel() for x, s in zip(a, start, strict=True)])
+    db = np.concatenate([(x - s).ravel() for x, s in zip(b, start, strict=True)])
+    return float(np.linalg.norm(da - db) / np.linalg.norm(da))
+
+
+def initial_params(cfg: TrainConfig) -> list[np.ndarray]:
+    """The parameters a run starts from (``scaling.train`` seeds them with ``cfg.seed``)."""
+    return [
+        np.asarray(x) for x in jax.tree.leaves(init_params(cfg.model, jax.random.PRNGKey(cfg.seed)))
+    ]
+
+
 def _losses(run: Path) -> list[float]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in rows if r["split"] == "train"]
@@ -102,6 +117,7 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
             model=NAMED_SIZES["10k"],
             batch_size=32,  # the global batch: 8 rows on each of the 4 devices
             steps=3,
+            optim=OptimConfig(warmup_steps=0),  # whole steps at once: a real change to compare
             log_every=1,
             eval_batches=1,
             fsdp=fsdp,
@@ -147,13 +163,21 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
     assert four["flops_per_step"] == one["flops_per_step"]
 
     # the same parameters within float rounding: the batch's sums are split differently, and
-    # Adam's normalisation turns the last bits of a ~0 gradient into up to a whole step
-    # (learning rates here: at most 3e-5 in warm-up); 1e-4 = a tenth of the peak rate
+    # Adam's normalisation (g / sqrt(v)) turns the last bits of a gradient summed from terms
+    # that cancel into a visible part of a step. Stated tolerances: the change the runs made
+    # agrees to 1% (measured 1.5e-3) and no parameter differs by a quarter of a step (2.5e-4 at
+    # the learning rate of 1e-3; measured 9.6e-5, with changes up to 2.1e-3)
     np.testing.assert_allclose(_losses(tmp_path / "one"), _losses(tmp_path / "fsdp"), rtol=1e-5)
     mine, theirs = _params(tmp_path / "one"), _params(tmp_path / "fsdp")
+    start = initial_params(sharded)
+    gap = update_gap(mine, theirs, start)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(mine, theirs, strict=True))
-    print(f"fsdp (4 devices) vs replicated (1 device): max |param difference| {diff:.2e}")
-    assert diff <= 1e-4
+    moved = max(float(np.abs(a - s).max()) for a, s in zip(mine, start, strict=True))
+    print(
+        f"fsdp (4 devices) vs replicated (1): update gap {gap:.2e}, max |difference| "
+        f"{diff:.2e} (largest change from the start {moved:.2e})"
+    )
+    assert gap <= 1e-2 and diff <= 2.5e-4
     # both checkpoints restore into the fsdp layout on 4 devices, exactly as written
     own = [np.asarray(leaf["value"], np.float32).reshape(leaf["shape"]) for leaf in leaves]
     for a, b in zip(own, theirs, strict=True):
@@ -171,9 +195,10 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
     (tmp_path / "fsdp" / "result.json").unlink()
     resumed = train(sharded)
     assert resumed["steps"] == 3
+    gap = update_gap(_params(unbroken), _params(tmp_path / "fsdp"), start)
     diff = max(
         float(np.abs(a - b).max())
         for a, b in zip(_params(unbroken), _params(tmp_path / "fsdp"), strict=True)
     )
-    print(f"resumed on 1 device vs unbroken on 4: max |param difference| {diff:.2e}")
-    assert diff <= 1e-4
+    print(f"resumed on 1 device vs unbroken on 4: update gap {gap:.2e}, max |diff| {diff:.2e}")
+    assert gap <= 1e-2 and diff <= 2.5e-4
