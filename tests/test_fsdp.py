@@ -165,8 +165,8 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
     # the same parameters within float rounding: the batch's sums are split differently, and
     # Adam's normalisation (g / sqrt(v)) turns the last bits of a gradient summed from terms
     # that cancel into a visible part of a step. Stated tolerances: the change the runs made
-    # agrees to 1% (measured 1.5e-3) and no parameter differs by a quarter of a step (2.5e-4 at
-    # the learning rate of 1e-3; measured 9.6e-5, with changes up to 2.1e-3)
+    # agrees to 1% (measured 1.5e-3) and no parameter differs by half a step (5e-4 at the
+    # learning rate of 1e-3; measured 9.6e-5, with changes up to 2.1e-3)
     np.testing.assert_allclose(_losses(tmp_path / "one"), _losses(tmp_path / "fsdp"), rtol=1e-5)
     mine, theirs = _params(tmp_path / "one"), _params(tmp_path / "fsdp")
     start = initial_params(sharded)
@@ -177,7 +177,7 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
         f"fsdp (4 devices) vs replicated (1): update gap {gap:.2e}, max |difference| "
         f"{diff:.2e} (largest change from the start {moved:.2e})"
     )
-    assert gap <= 1e-2 and diff <= 2.5e-4
+    assert gap <= 1e-2 and diff <= 5e-4
     # both checkpoints restore into the fsdp layout on 4 devices, exactly as written
     own = [np.asarray(leaf["value"], np.float32).reshape(leaf["shape"]) for leaf in leaves]
     for a, b in zip(own, theirs, strict=True):
@@ -201,4 +201,4 @@ def test_fsdp_on_four_devices_trains_what_one_replicated_device_trains(tmp_path:
         for a, b in zip(_params(unbroken), _params(tmp_path / "fsdp"), strict=True)
     )
     print(f"resumed on 1 device vs unbroken on 4: update gap {gap:.2e}, max |diff| {diff:.2e}")
-    assert gap <= 1e-2 and diff <= 2.5e-4
+    assert gap <= 1e-2 and diff <= 5e-4

@@ -1,5 +1,6 @@
-"""Trial resources as one typed spec: validation, the up-front "no node can run this" check, and
-placement on a real two-node local Ray cluster whose nodes declare different resources."""
+"""Trial resources as one typed spec: validation, the up-front "no node can run this" check,
+placement on a real two-node local Ray cluster whose nodes declare different resources, and a
+training trial over two hosts (a gang) that trains what one process trains and resumes in one."""
 
 from __future__ import annotations
 
@@ -227,3 +228,104 @@ def test_a_tiny_sweep_runs_on_the_tpu_node(two_nodes: dict[str, str], tmp_path: 
     for cfg in run_configs(sweep):
         plan = json.loads((Path(cfg.out_dir) / "plan.json").read_text())
         assert plan["ray_node"] == two_nodes["head"]  # the only node with TPUs
+
+
+@pytest.fixture
+def one_cpu_nodes() -> Iterator[None]:
+    """Two nodes of one CPU each (a head and a worker): a gang of two lands one per node."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    was_up = ray.is_initialized()
+    if was_up:
+        ray.shutdown()
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level=logging.ERROR)
+    cluster.wait_for_nodes()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if was_up:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_over_two_hosts_trains_and_resumes_on_one(
+    one_cpu_nodes: None, tmp_path: Path
+) -> None:
+    """A sweep trial as a gang of two Ray tasks (one per node, jax.distributed over both,
+    parameters fully sharded over the two processes' devices) trains what one process trains;
+    its checkpoints restore in one process, and the run, cut back to step 2, resumes in one
+    process and ends where the unbroken two-process run ended."""
+    import dataclasses
+    import shutil
+
+    import jax
+    import numpy as np
+
+    from data_pipeline.build import BuildConfig, build
+    from data_pipeline.filters import FilterConfig
+    from scaling import checkpoints
+    from scaling.config import OptimConfig
+    from scaling.sweep import run_configs, run_sweep
+    from scaling.train import train
+    from tests.conftest import data_file
+    from tests.test_fsdp import initial_params, update_gap
+
+    def params(run: Path) -> list[np.ndarray]:  # restored on this process's one device
+        tree = checkpoints.restore_state(run)[0]["params"]
+        return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+    data = tmp_path / "data"
+    source = data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst")
+    build([str(source)], data, BuildConfig(filters=FilterConfig(cap=1800)), use_ray=False)
+    sweep = SweepJob(
+        out_dir=str(tmp_path / "runs"),
+        data_dirs={"1800": str(data)},
+        sizes=("10k",),
+        budgets=(3e8,),  # 4 steps of 16 positions
+        batch_size=16,
+        optim=OptimConfig(warmup_steps=0),
+        log_every=1,
+        eval_batches=1,
+        fsdp=True,
+        resources=Resources(num_cpus=1, hosts=2),
+    )
+    (gang,) = run_sweep(sweep, RayExecutor(), progress=False)
+    (cfg,) = run_configs(sweep)
+    run = Path(cfg.out_dir)
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["processes"] == 2 and plan["devices"] == 2 and gang["steps"] == 4
+    alone = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "alone")))
+    assert alone["flops_per_step"] == gang["flops_per_step"]  # one compute axis
+    assert alone["milestones"] == gang["milestones"] == [1, 2, 3, 4]
+    start = initial_params(cfg)
+    two, one = params(run), params(tmp_path / "alone")
+    gap = update_gap(one, two, start)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(one, two, strict=True))
+    print(f"2-process gang vs 1 process: update gap {gap:.2e}, max |difference| {diff:.2e}")
+    # the tolerances of tests/test_fsdp.py (measured: gap 2.4e-3, max difference 2.2e-4)
+    assert gap <= 1e-2 and diff <= 5e-4
+    assert checkpoints.damaged_steps(run, gang["checkpoint_files"], [1, 2, 3, 4]) == {}
+
+    # cut the run back to its step-2 checkpoint (written by both processes), resume here
+    unbroken = tmp_path / "unbroken"
+    shutil.copytree(run, unbroken)
+    assert checkpoints.drop_from(run, 3) == [3, 4]
+    (run / "result.json").unlink()
+    resumed = train(cfg)
+    assert resumed["steps"] == 4 and resumed["flops"] == gang["flops"]
+    gap = update_gap(params(unbroken), params(run), start)
+    diff = max(
+        float(np.abs(a - b).max()) for a, b in zip(params(unbroken), params(run), strict=True)
+    )
+    print(f"resumed in 1 process vs the unbroken gang: update gap {gap:.2e}, max |diff| {diff:.2e}")
+    assert gap <= 1e-2 and diff <= 5e-4  # measured: 5.8e-4, 5.8e-5
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
