@@ -92,11 +92,13 @@ def read_pgn_results(
     Returns the games and the rejected games counted by reason: ``unfinished`` (Result ``*`` or
     empty), ``missing result`` (no Result tag), ``unknown result`` (any other Result value),
     ``missing player`` (no or empty White/Black tag), ``self play`` (White equals Black).
-    A file that cannot be opened raises ``OSError`` naming it.
+    A file that cannot be opened raises ``OSError`` naming it. Games are in the order of
+    ``paths``; within a file where every game has a GameId (an arena log), in GameId order.
     """
     rejected: collections.Counter[str] = collections.Counter()
     triples: list[tuple[str, str, float]] = []
     for path in paths:
+        found: list[tuple[str, tuple[str, str, float]]] = []
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             while (headers := chess.pgn.read_headers(f)) is not None:
                 if keep is not None and not keep(Path(path), headers):
@@ -105,7 +107,13 @@ def read_pgn_results(
                 if triple is None:
                     rejected[reason] += 1
                 else:
-                    triples.append(triple)
+                    found.append((headers.get("GameId", ""), triple))
+        # An arena log is appended in the order its batches finished (on Ray, a race): with a
+        # GameId on every game, its games are taken in GameId order, so that player ids, fits
+        # and bootstrap replicates depend on which games were played, not on that race.
+        if found and all(game_id for game_id, _ in found):
+            found.sort(key=lambda item: item[0])
+        triples += [triple for _, triple in found]
     return Games.from_results(triples), dict(rejected)
 
 

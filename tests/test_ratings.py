@@ -299,3 +299,33 @@ def test_bootstrap_ratings_are_seeded_resamples() -> None:
     assert a.shape == (20, 3) and np.array_equal(a, b)
     np.testing.assert_allclose(a.mean(axis=1), 0.0, atol=1e-9)
     assert np.all(a.std(axis=0) > 0)
+
+
+def test_an_arena_log_s_fit_does_not_depend_on_the_order_its_games_finished(
+    tmp_path: Path,
+) -> None:
+    """On Ray, an arena log is appended in completion order: the same games in another order
+    must give the same players, ratings and bootstrap, bit for bit."""
+    from analysis.rating_io import read_pgn_results
+
+    rng = np.random.default_rng(5)
+    names = ["random", "a@1", "a@9", "b@3"]
+    games = []
+    for k in range(60):
+        w, b = rng.choice(len(names), 2, replace=False)
+        result = rng.choice(["1-0", "0-1", "1/2-1/2"])
+        games.append(
+            f'[Event "t"]\n[White "{names[w]}"]\n[Black "{names[b]}"]\n[Result "{result}"]\n'
+            f'[GameId "{names[w]}|{names[b]}|op{k % 4}|{k}"]\n\n1. e4 {result}\n\n'
+        )
+    first, second = tmp_path / "first.pgn", tmp_path / "second.pgn"
+    first.write_text("".join(games))
+    second.write_text("".join(games[i] for i in rng.permutation(len(games))))
+    fits = []
+    for path in (first, second):
+        table, _ = read_pgn_results([path])
+        fit = fit_ratings(
+            table, "ordo", anchors={"random": 0.0}, interval="bootstrap", n_bootstrap=20, seed=1
+        )
+        fits.append((table.names, fit.rating.tobytes(), fit.lower.tobytes(), fit.upper.tobytes()))
+    assert fits[0] == fits[1]
