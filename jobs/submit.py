@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from elocap.execution import Resources as TaskResources
 from jobs.cluster_access import (
     DEFAULT_DASHBOARD_PORT,
     ClusterError,
@@ -72,7 +73,12 @@ DEPENDENCY_EXTRAS: dict[str, tuple[str, ...]] = {"cpu": (), "cuda": ("cuda",), "
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Resources:
-    """What the job's driver process reserves (its tasks ask for their own resources)."""
+    """What the job's driver process reserves (its tasks ask for their own resources).
+
+    The driver is one process, so this is ``elocap.execution.Resources`` for one host
+    (``request``), spelled as the ``submit`` command takes it: ``custom`` holds ``TPU`` like any
+    other name (``--resources '{"TPU": 4}'``), and nothing is reserved by default, where a
+    task asks for a CPU (a driver holding one would take it from a trial)."""
 
     num_cpus: float = 0.0  # Ray's default; a driver that reserves CPUs takes them from trials
     num_gpus: float = 0.0
@@ -86,6 +92,17 @@ class Resources:
                 raise ValueError(f"resource {name!r}: use --num-cpus / --num-gpus instead")
             if not name or not isinstance(amount, int | float) or amount < 0:
                 raise ValueError(f"resource {name!r}: the amount must be a number >= 0")
+        self.request()  # and what a task's request must be (finite amounts, Ray names)
+
+    def request(self) -> TaskResources:
+        """The driver's request as a one-host task request (amounts of 0 left out)."""
+        custom = {k: float(v) for k, v in self.custom.items() if v > 0}
+        return TaskResources(
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            num_tpus=custom.pop("TPU", 0.0),
+            resources=tuple(sorted(custom.items())),
+        )
 
 
 def parse_resources(text: str) -> dict[str, float]:
@@ -282,7 +299,7 @@ class ClusterClient:
 
     def submit(self, job: JobSpec) -> str:
         """Upload the working_dir (if not already on the cluster) and start the job."""
-        r = job.resources
+        r = job.resources.request().task_options()  # Ray's names, as a task's request has them
         with self._errors("submit"):
             return str(
                 self._client.submit_job(
@@ -290,9 +307,9 @@ class ClusterClient:
                     runtime_env=dict(job.runtime_env),
                     metadata=dict(job.metadata),
                     submission_id=job.submission_id,
-                    entrypoint_num_cpus=r.num_cpus or None,
-                    entrypoint_num_gpus=r.num_gpus or None,
-                    entrypoint_resources=dict(r.custom) or None,
+                    entrypoint_num_cpus=r["num_cpus"] or None,
+                    entrypoint_num_gpus=r["num_gpus"] or None,
+                    entrypoint_resources=r["resources"],
                 )
             )
 
