@@ -1,16 +1,10 @@
 """The data build: PGN sources -> filtered, encoded, split array_record shards + manifest.json.
 
 Work is cut into chunks of ``chunk_games`` consecutive games of one source (rejected games
-count too, so chunk boundaries depend only on the source bytes). Two ways to run it, with the
-same chunks, keys and records, so the same build whatever the workers or completion order:
-
-- the driver streams each source and only decompresses, hashes and finds the game boundaries
-  (``pgn.iter_game_runs``: a chunk travels as one byte string and its offsets), and Ray tasks
-  (``chunks.process_chunk``) split off stray text, filter, decode, encode and write, with at
-  most two tasks per worker in flight, so memory stays flat (one source, or fewer sources than
-  workers);
-- with at least as many sources (months) as workers, each source streams in its own task
-  (``build_source``, through ``elocap.execution.RayExecutor``), and the driver only waits.
+count too, so chunk boundaries depend only on the source bytes); how chunks reach Ray tasks (the
+driver cutting one source, or reader tasks for several) is ``data_pipeline.dispatch``, and the
+chunks, keys and records are the same either way, so the build is the same whatever the
+workers, the mode or the completion order.
 
 A chunk whose record exists is finished and skipped, so an interrupted build resumes where it
 stopped, and the manifest, built from the chunk records alone, is the same as after an
@@ -33,7 +27,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +41,11 @@ from data_pipeline.chunks import (
     DamagedBuildError,
     SourceScan,
     SplitConfig,
-    iter_chunks,
     own_select,
-    process_chunk,
     shard_problem,
 )
+from data_pipeline.dispatch import chunks_in_tasks, sources_in_tasks
 from data_pipeline.filters import REASONS
-from data_pipeline.pgn import GameRun
-from elocap.execution import RayExecutor, Resources, require_ray
 from elocap.files import atomic_write_text
 
 __all__ = [
@@ -203,10 +194,10 @@ def build(
             bar.update(rec["games"])
             bar.set_postfix(kept=f"{kept / max(seen, 1):.1%}", refresh=False)
 
-        if use_ray and len(srcs) >= max(2, workers):
-            scans = _sources_in_tasks(srcs, cfg, out_dir, workers, done)
+        if use_ray and len(srcs) > 1:
+            scans = sources_in_tasks(srcs, cfg, out_dir, workers, done)
         else:
-            scans = _chunks_in_tasks(srcs, cfg, out_dir, workers, use_ray, done)
+            scans = chunks_in_tasks(srcs, cfg, out_dir, workers, use_ray, done)
     try:
         inputs = _streamed_inputs(identity, scans, previous, out_dir)
     except StaleSourceError:
@@ -387,19 +378,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:
-    """The record of a finished chunk whose shards are all on disk as recorded, else None (the
-    chunk is then processed again: a deleted or cut shard is repaired, nothing else redone)."""
-    path = out_dir / "chunks" / f"{key}.json"
-    try:
-        record: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing (or, after a crash outside atomic writes, unreadable): redo
-    if any(shard_problem(out_dir, s) is not None for s in record["shards"]):
-        return None
-    return record
-
-
 def verify_build(out_dir: Path, *, checksums: bool = False) -> dict[str, Any]:
     """The manifest of a finished, intact build in ``out_dir``: every shard it lists exists with
     its recorded size (and, with ``checksums``, SHA-256). Raises DamagedBuildError, one line
@@ -419,98 +397,3 @@ def verify_build(out_dir: Path, *, checksums: bool = False) -> dict[str, Any]:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DamagedBuildError(f"damaged build in {out_dir}: {problems[0]}{more}; {REPAIR}")
     return manifest
-
-
-def _chunks_in_tasks(
-    srcs: Sequence[sources.Source],
-    cfg: BuildConfig,
-    out_dir: Path,
-    workers: int,
-    use_ray: bool,
-    done: Callable[[dict[str, Any]], None],
-) -> list[SourceScan]:
-    """The driver streams each source in turn and only decompresses, hashes and cuts it into
-    runs of games; the chunks' work (filter, decode, encode, write) runs in tasks."""
-    run = _RayRunner(workers) if use_ray else _InlineRunner()
-    scans: list[SourceScan] = []
-    for i, src in enumerate(srcs):
-        scan = SourceScan(source=src)
-        scans.append(scan)
-        for key, games in iter_chunks(scan, i, cfg.chunk_games):
-            scan.chunks.append(key)
-            record = _finished(out_dir, key)
-            if record is not None:
-                done(record)
-            else:
-                run.submit(games, cfg, out_dir, key, done)
-    run.drain(done)
-    return scans
-
-
-def _sources_in_tasks(
-    srcs: Sequence[sources.Source],
-    cfg: BuildConfig,
-    out_dir: Path,
-    workers: int,
-    done: Callable[[dict[str, Any]], None],
-) -> list[SourceScan]:
-    """Each source streamed and built in its own task, ``workers`` at a time (as many sources
-    as workers, or more: the driver then does nothing but wait). The chunks, their keys and
-    their records are those of ``_chunks_in_tasks``: the build is the same either way."""
-    items = [(src, i, cfg, str(out_dir)) for i, src in enumerate(srcs)]
-    scans: list[SourceScan | None] = [None] * len(srcs)
-    for i, (scan, totals) in RayExecutor().map_unordered(
-        build_source, items, resources=Resources(num_cpus=1), window=workers
-    ):
-        scans[i] = scan
-        done(totals)
-    return [s for s in scans if s is not None]
-
-
-def build_source(
-    src: sources.Source, index: int, cfg: BuildConfig, out_dir: str
-) -> tuple[SourceScan, dict[str, int]]:
-    """One source, streamed and built in this process, chunk by chunk (finished chunks are
-    skipped); returns its scan and its games and kept games."""
-    scan = SourceScan(source=src)
-    games = kept = 0
-    for key, run in iter_chunks(scan, index, cfg.chunk_games):
-        scan.chunks.append(key)
-        record = _finished(Path(out_dir), key) or process_chunk(run, cfg, out_dir, key)
-        games, kept = games + record["games"], kept + record["kept"]
-    return scan, {"games": games, "kept": kept}
-
-
-class _InlineRunner:
-    """Processes chunks in this process (no Ray): for debugging and single-core use."""
-
-    def submit(self, games: GameRun, cfg: BuildConfig, out: Path, key: str, done: Any) -> None:
-        done(process_chunk(games, cfg, str(out), key))
-
-    def drain(self, done: Any) -> None:
-        return None
-
-
-class _RayRunner:
-    """Processes chunks in Ray tasks, with at most two tasks per worker in flight."""
-
-    def __init__(self, workers: int) -> None:
-        ray = require_ray()  # started or joined by the entry point, never here
-        self._ray = ray
-        self._task = ray.remote(num_cpus=1, max_retries=3)(process_chunk)
-        self._pending: list[Any] = []
-        self._limit = 2 * workers
-
-    def submit(self, games: GameRun, cfg: BuildConfig, out: Path, key: str, done: Any) -> None:
-        while len(self._pending) >= self._limit:
-            self._wait_one(done)
-        self._pending.append(self._task.remote(games, cfg, str(out), key))
-
-    def _wait_one(self, done: Any) -> None:
-        ready, self._pending = self._ray.wait(self._pending, num_returns=1)
-        for ref in ready:
-            done(self._ray.get(ref))
-
-    def drain(self, done: Any) -> None:
-        while self._pending:
-            self._wait_one(done)

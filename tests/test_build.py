@@ -112,12 +112,16 @@ def test_interrupted_build_ends_with_the_same_manifest(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ray_build_equals_in_process_build(tmp_path: Path, ray_cluster: None) -> None:
     """The same build (id, manifest, shard bytes) whatever the workers, the completion order
-    and the mode: two sources in two tasks (one each), or the driver cutting chunks for tasks
-    (one source; 1 or 2 workers, chunks finishing out of order)."""
+    and the mode: two sources in two reader tasks building their own chunks, or in one reader
+    fanning out to chunk tasks, or the driver cutting chunks for tasks (one source; 1 or 2
+    workers, chunks finishing out of order)."""
     srcs = [str(data_file(SLICE)), str(data_file(ANALYSED))]
     inline = build(srcs, tmp_path / "inline", CFG, use_ray=False, progress=False)
     on_ray = build(srcs, tmp_path / "ray", CFG, workers=2, use_ray=True, progress=False)
     assert on_ray == inline  # shard checksums included: the same bytes on disk
+    # workers=3 on 2 CPUs: one reader task at a time, fanning its chunks out to chunk tasks
+    fanned = build(srcs, tmp_path / "fan", CFG, workers=3, use_ray=True, progress=False)
+    assert fanned == inline
     one = build(srcs[:1], tmp_path / "one", CFG, use_ray=False, progress=False)
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
