@@ -47,6 +47,7 @@ def test_budget_sizes_the_build_and_the_manifest_says_why(tmp_path: Path) -> Non
     need = budget.DataBudget(positions=5000.0, epochs=2.0, note="test")
     cfg = budget.sampled_config(BuildConfig(filters=filters), need, exact)
     assert 0 < cfg.sample_fraction < 1
+    assert cfg.chunk_games == min(20_000, round(2000 / cfg.sample_fraction))  # fewer, fuller files
     assert cfg.sample_fraction == budget.sample_fraction(need.needed, min(exact["caps"].values()))
     out = build_caps([spec], tmp_path / "sampled", cfg, CAPS,
                      [tmp_path / f"s{c}" for c in CAPS], use_ray=False, progress=False)  # fmt: skip
