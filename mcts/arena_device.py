@@ -80,20 +80,17 @@ def _game_loop(key_a: PolicyKey, key_b: PolicyKey, plies: int) -> Callable[..., 
         def choose(states: Any, ply: jax.Array, key: jax.Array) -> jax.Array:
             first = jax.tree.map(lambda x: x[:half], states)
             second = jax.tree.map(lambda x: x[half:], states)
-            k1, k2 = jax.random.split(key)
             white = ply % 2 == 0  # the side to move in every game of the batch
 
-            def a_first() -> jax.Array:  # white to move: A in the first half, B in the second
-                return jnp.concatenate(
-                    [policy_a(params_a, first, k1), policy_b(params_b, second, k2)]
-                )
+            def pick(x: Any, y: Any) -> Any:
+                return jax.tree.map(lambda u, v: jnp.where(white, u, v), x, y)
 
-            def b_first() -> jax.Array:
-                return jnp.concatenate(
-                    [policy_b(params_b, first, k1), policy_a(params_a, second, k2)]
-                )
-
-            return jax.lax.cond(white, a_first, b_first)
+            # A moves in the first half when white is to move, in the second otherwise: each
+            # agent's search is compiled once and runs on the half where its side moves
+            a_half, b_half = pick(first, second), pick(second, first)
+            k1, k2 = jax.random.split(key)
+            act_a, act_b = policy_a(params_a, a_half, k1), policy_b(params_b, b_half, k2)
+            return jnp.concatenate([pick(act_a, act_b), pick(act_b, act_a)])
 
         def body(
             carry: tuple[Any, jax.Array, jax.Array, jax.Array],

@@ -56,8 +56,8 @@ class NetworkPolicy:
 
         The raw policy reads the encoded boards and their legal masks; search runs from the
         boards' positions rebuilt on the device with the history the rules need (the plies
-        since the last capture or pawn move), padded to a power-of-two batch so that the search
-        compiles once per size."""
+        since the last capture or pawn move), padded to a power-of-two batch of at least 4, so
+        that the search compiles once per size (and not for 1 and 2 boards)."""
         from data_pipeline.encoding import encode_boards, legal_action_mask
 
         key = jax.random.key(seed)
@@ -68,7 +68,7 @@ class NetworkPolicy:
         from mcts.env import from_boards
 
         n = len(boards)
-        states = from_boards(boards, recent=True, pad_to=1 << (n - 1).bit_length())
+        states = from_boards(boards, recent=True, pad_to=max(4, 1 << (n - 1).bit_length()))
         return np.asarray(self._search(self.params, states, key))[:n]
 
 
