@@ -163,7 +163,9 @@ def month_child(args: argparse.Namespace) -> dict:
     estimate = budget.estimate_positions([args.path], base.filters, CAPS)
     cfg = budget.sampled_config(base, need, estimate)
     t_estimate = time.perf_counter() - t
-    ray.init(num_cpus=args.nworkers, include_dashboard=False, logging_level="ERROR")
+    ray.init(
+        address="local", num_cpus=args.nworkers, include_dashboard=False, logging_level="ERROR"
+    )
     t = time.perf_counter()
     if args.arm == "caps":
         res = build_caps([args.path], out / "all", cfg, CAPS, [out / f"cap{k}" for k in CAPS],

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,7 @@ def estimate_positions(
     caps: Sequence[int],
     *,
     splits: Any = None,
+    cache_dir: Path | None = None,
     pilot_bytes: int = PILOT_BYTES,
     pilot_decoded: int = PILOT_DECODED,
 ) -> dict[str, Any]:
@@ -94,7 +96,8 @@ def estimate_positions(
     source: its first ``pilot_bytes`` compressed bytes (the whole source if smaller) are split
     and header-filtered, ``pilot_decoded`` of the kept games (evenly spaced) decoded, and the
     positions each cap reads of those scaled to the source's size. Returns ``{"caps": {cap:
-    positions}, "pilot": {...}}`` (what the pilot saw, for the manifest's note)."""
+    positions}, "pilot": {...}}`` (what the pilot saw, for the manifest's note). Sources are
+    resolved as the build resolves them (``lichess:YYYY-MM`` downloaded into ``cache_dir``)."""
     from data_pipeline.chunks import SplitConfig
 
     splits = splits or SplitConfig()
@@ -102,7 +105,7 @@ def estimate_positions(
     predicates = header_predicates(every)
     totals = dict.fromkeys(caps, 0.0)
     seen = {"games": 0, "kept": 0, "decoded": 0, "raw_bytes": 0, "source_bytes": 0}
-    for src in sources.resolve_sources(specs):
+    for src in sources.resolve_sources(specs, cache_dir=cache_dir):
         if src.size is None:
             raise ValueError(f"{src.name}: a stream of unknown size cannot be estimated")
         games, pgn, kept = 0, 0, []
