@@ -5,7 +5,7 @@ Input: every file of $ELOCAP_DATA/lichess (10,937 games, one of them .zst) plus 
 filters at their defaults), chunk_games --chunk (default 500: about 50 chunks).
 
 Each measurement is a fresh child process (this script with --child): it imports the library,
-calls ``ray.init(num_cpus=N, include_dashboard=False)`` (timed: "Ray start"), then times
+calls ``ray.init(address="local", num_cpus=N)`` (timed: "Ray start"), then times
 ``build(specs, fresh_dir, BuildConfig(...), workers=N, use_ray=True, progress=False)`` ("build",
 which reuses the initialised Ray), then ``ray.shutdown()``. The parent also times the child's
 whole life ("process": interpreter start, imports, Ray start, build, shutdown). Runs alternate
@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> None:
     from data_pipeline.filters import FilterConfig
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
     cpu0 = cpu_by_role()
     bg = c.Background().__enter__()
     t1 = time.perf_counter()
