@@ -4,6 +4,7 @@ The public surface; the JAX side of the encoding is ``data_pipeline.encoding_jax
 jax, which the data stage itself does not need).
 """
 
+from data_pipeline.budget import DataBudget, estimate_positions, positions_consumed, sampled_config
 from data_pipeline.build import BuildConfig, BuildError, SplitConfig, build
 from data_pipeline.decode import EXAMPLE_DTYPE, MovetextError, decode_game, to_examples
 from data_pipeline.encoding import (
@@ -36,6 +37,7 @@ __all__ = [
     "REASONS",
     "BuildConfig",
     "BuildError",
+    "DataBudget",
     "FilterConfig",
     "FilterReport",
     "LoaderConfig",
@@ -52,15 +54,18 @@ __all__ = [
     "decode_game",
     "encode_board",
     "encode_boards",
+    "estimate_positions",
     "filter_games",
     "iter_raw_games",
     "iterator_state",
     "legal_action_mask",
     "move_to_action",
     "open_source",
+    "positions_consumed",
     "read_examples",
     "resolve_sources",
     "restore_iterator",
+    "sampled_config",
     "time_control_class",
     "to_examples",
 ]
