@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
 from data_pipeline import loader
 from elocap.files import atomic_write_text
@@ -35,21 +34,20 @@ from scaling import checkpoints, distributed, flops
 from scaling.batch import BatchSpec, supervised_batch
 from scaling.config import TrainConfig, to_dict
 from scaling.model import init_params
-from scaling.step import TrainStep, compute_dtype, data_mesh, make_train_step
+from scaling.step import TrainStep, compute_dtype, data_mesh, make_train_step, step_flops
 
 log = logging.getLogger(__name__)
 
 
-def planned_steps(cfg: TrainConfig, spec: BatchSpec, mesh: Mesh) -> int:
+def planned_steps(cfg: TrainConfig, spec: BatchSpec) -> int:
     """The run's length: ``cfg.steps``, or the steps that spend ``cfg.budget_flops`` by XLA's
-    count of the step. That count is taken from a step compiled with a provisional schedule
-    (the optimiser's schedule depends on the length; its length does not change the FLOPs)."""
+    count of the step (``step_flops``: compiled for one device whatever the mesh, with a
+    provisional schedule; the optimiser's schedule depends on the length, its length does not
+    change the FLOPs)."""
     if cfg.steps is not None:
         return cfg.steps
-    probe = make_train_step(
-        cfg.model, cfg.optim, total_steps=1, spec=spec, mesh=mesh, dtype=cfg.dtype, fsdp=cfg.fsdp
-    )
-    return flops.steps_for_budget(float(cfg.budget_flops or 0), probe.flops_per_step)
+    per_step = step_flops(cfg.model, cfg.optim, total_steps=1, spec=spec, dtype=cfg.dtype)
+    return flops.steps_for_budget(float(cfg.budget_flops or 0), per_step)
 
 
 def milestone_steps(total_steps: int, count: int) -> list[int]:
@@ -88,7 +86,7 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
 
     mesh = data_mesh()
     spec = BatchSpec(batch_size=cfg.batch_size)
-    total = planned_steps(cfg, spec, mesh)
+    total = planned_steps(cfg, spec)
     fns = make_train_step(
         cfg.model,
         cfg.optim,
