@@ -24,15 +24,22 @@ ROUND_STRIDE = 1000  # the GameId round of active round r's games starts at r * 
 
 
 def pairing_games(
-    a: AgentSpec, b: AgentSpec, openings: Sequence[Opening], games: int, *, first_round: int = 0
+    a: AgentSpec,
+    b: AgentSpec,
+    openings: Sequence[Opening],
+    games: int,
+    *,
+    first_round: int = 0,
+    first_opening: int = 0,
 ) -> list[GameJob]:
-    """``games`` games between a and b, colours alternated over the openings."""
+    """``games`` games between a and b, colours alternated over the openings (from the suite's
+    ``first_opening``-th, wrapping around)."""
     if not openings:
         raise ValueError("the opening suite is empty")
     jobs = []
     for k in range(games):
         pair, colour = divmod(k, 2)
-        rnd, index = divmod(pair, len(openings))
+        rnd, index = divmod(first_opening % len(openings) + pair, len(openings))
         white, black = (a, b) if colour == 0 else (b, a)
         jobs.append(GameJob(white, black, openings[index], first_round + rnd))
     return jobs
@@ -93,8 +100,15 @@ def active_round(
     jobs = []
     for pair in sorted(pairs, key=lambda p: sorted(x.name for x in p)):
         a, b = sorted(pair, key=lambda x: x.name)
+        # each round goes on through the opening suite: deterministic players meeting again
+        # in a later round would otherwise replay the very same games
         jobs += pairing_games(
-            a, b, openings, games_per_pair, first_round=round_index * ROUND_STRIDE
+            a,
+            b,
+            openings,
+            games_per_pair,
+            first_round=round_index * ROUND_STRIDE,
+            first_opening=round_index * -(-games_per_pair // 2),
         )
     return jobs
 

@@ -116,6 +116,20 @@ def test_colours_alternate_over_openings_and_ids_are_unique() -> None:
         round_robin([a, RandomAgent()], ops, 2)
 
 
+def test_later_active_rounds_go_on_through_the_opening_suite() -> None:
+    """Two deterministic players meeting again in a later round must not replay their games:
+    each round's games of a pairing start where the last round's openings stopped."""
+    a, b = StockfishAgent(nodes=1), StockfishAgent(nodes=2)
+    ops = eco_openings(8)
+    seen: list[tuple[str, bool]] = []
+    for rnd in range(3):
+        jobs = active_round([a, b], {}, [], ops, target_width=1, games_per_pair=6, round_index=rnd)
+        assert len(jobs) == 6
+        seen += [(j.opening.name, j.white == a) for j in jobs]
+    assert len(set(seen[:16])) == 16  # every opening with each colour before any repeat
+    assert len({j for j in seen}) == len(seen) - 2  # 18 games over 16 (opening, colour) pairs
+
+
 def test_active_round_pairs_uncertain_agents_with_neighbours_and_anchor() -> None:
     anchor = StockfishAgent(elo=1350)
     agents = [StockfishAgent(nodes=n) for n in (1, 2, 3, 4, 5)]
