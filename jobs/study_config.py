@@ -33,6 +33,9 @@ class DataStage:
     ladder: LadderConfig = dataclasses.field(default_factory=LadderConfig)
     build: BuildConfig = dataclasses.field(default_factory=BuildConfig)  # cap: from `caps`
     cache_dir: str = ""  # download cache for lichess:YYYY-MM ("": $ELOCAP_CACHE or <workdir>/cache)
+    # passes the sweep's largest run may make over its cap's training data: > 0 samples the
+    # build (a hash of the game) to what the budgets read (data_pipeline.budget); 0: every game
+    epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.sources or not self.caps:
@@ -41,6 +44,10 @@ class DataStage:
             raise ValueError("data.build.filters.cap is set from data.caps; list caps there")
         if len(set(self.caps)) != len(self.caps) or any(c < 1 for c in self.caps):
             raise ValueError(f"data.caps must be distinct positive Elo values, got {self.caps}")
+        if self.epochs < 0:
+            raise ValueError(f"data.epochs must be >= 0 (0: no sample), got {self.epochs}")
+        if self.epochs > 0 and self.build.sample_fraction < 1.0:
+            raise ValueError("set data.epochs or data.build.sample_fraction, not both")
 
 
 def _tiny_selfplay() -> SelfPlayRunConfig:
@@ -82,15 +89,21 @@ def _tiny_games() -> ArenaConfig:
     return ArenaConfig(move_cap=200, batch=8, workers=2)
 
 
+def _tiny_schedule() -> ScheduleConfig:
+    return ScheduleConfig(games_per_pair=8, max_rounds=3, target_width=100.0)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ArenaStage:
-    sims: int = 0  # N of contract 3: every checkpoint plays as network + N simulations
-    checkpoints_per_run: int = 3  # evaluated milestones per run (log-spaced; the last always)
+    # N of contract 3: every checkpoint plays as network + N simulations. The raw policy
+    # (N = 0) cannot tell weak networks apart (argmax play ends most games in repetitions).
+    sims: int = 8
+    checkpoints_per_run: int = 2  # evaluated milestones per run (log-spaced; the last always)
     anchors: tuple[str, ...] = ("random",)  # agent strings; "random" is 0 Elo
     anchor_elos: tuple[tuple[str, float], ...] = ()  # fixed ratings of anchors (a TOML table)
-    openings: int = 8  # from the ECO suite
+    openings: int = 16  # from the ECO suite (16 lines: 32 distinct games per pairing)
     games: ArenaConfig = dataclasses.field(default_factory=_tiny_games)
-    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=_tiny_schedule)
 
     def __post_init__(self) -> None:
         from mcts.agents import parse_agent

@@ -39,8 +39,9 @@ def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
     # wd.data_dir(cap), which the sweep reads as a build.
     shared_dir = wd.data_shared
     caps = list(cfg.data.caps)
+    build_cfg = sized_build(cfg, sources, cache) if cfg.data.epochs > 0 else cfg.data.build
     out = build_caps(
-        sources, shared_dir, cfg.data.build, caps, [wd.data_dir(c) for c in caps],
+        sources, shared_dir, build_cfg, caps, [wd.data_dir(c) for c in caps],
         use_ray=ex.distributed, cache_dir=cache,
     )  # fmt: skip
     errors = [s for s in out["shared"]["sources"] if s["error"]]
@@ -49,6 +50,24 @@ def data(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
     for cap in caps:
         summary[f"train_positions_cap{cap}"] = int(out["views"][cap]["positions"]["train"])
     return summary
+
+
+def sized_build(cfg: StudyConfig, sources: list[str], cache: Path) -> Any:
+    """The data build's config sampled to what the sweep reads: the run reading the most
+    positions (budget / training FLOPs per position), ``data.epochs`` passes allowed."""
+    from data_pipeline import budget
+    from scaling.flops import train_flops_per_position
+    from scaling.model import NAMED_SIZES
+
+    s = cfg.supervised
+    per_position = {size: train_flops_per_position(NAMED_SIZES[size]) for size in s.sizes}
+    reads = budget.positions_consumed((b, per_position[z]) for z in s.sizes for b in s.budgets)
+    size = max(s.sizes, key=lambda z: max(s.budgets) / per_position[z])
+    note = f"{size} at {max(s.budgets):g} FLOPs, {per_position[size]:.3g} FLOPs/position"
+    need = budget.DataBudget(positions=reads, epochs=cfg.data.epochs, note=note)
+    filters = cfg.data.build.filters
+    estimate = budget.estimate_positions(sources, filters, cfg.data.caps, cache_dir=cache)
+    return budget.sampled_config(cfg.data.build, need, estimate)
 
 
 def supervised(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
@@ -133,15 +152,20 @@ def _arena_phase(
     partners: list[Any],
 ) -> dict[str, Any]:
     from mcts.agents import parse_agent
-    from mcts.games import recover_log
+    from mcts.games import keep_players, recover_log
     from mcts.openings import eco_openings
     from mcts.scheduler import run_active
 
     write_checkpoints(wd.phase_registry(phase), rows)
     pgn = wd.arena_log(phase)
+    agents = plan.agents_of(rows, wd)
+    pool = [*(parse_agent(s) for s in cfg.arena.anchors), *plan.ladder_partners(cfg), *partners]
+    # a log left by another arena config (other simulations, other checkpoints) keeps only the
+    # games between this phase's players; the rest would be rated as if they belonged here
+    dropped = keep_players(pgn, [a.name for a in (*agents, *pool)])
     reports = run_active(
-        plan.agents_of(rows, wd),
-        [*(parse_agent(s) for s in cfg.arena.anchors), *plan.ladder_partners(cfg), *partners],
+        agents,
+        pool,
         eco_openings(cfg.arena.openings),
         pgn,
         cfg.arena.games,
@@ -151,4 +175,5 @@ def _arena_phase(
         history=[p for p in plan.rating_logs(cfg, wd) if p != pgn],
         progress=False,
     )
-    return {"agents": len(rows), "rounds": len(reports), "games": len(recover_log(pgn))}
+    summary = {"agents": len(rows), "rounds": len(reports), "games": len(recover_log(pgn))}
+    return summary | ({"dropped_other_config_games": dropped} if dropped else {})

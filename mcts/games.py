@@ -142,6 +142,31 @@ def recover_log(path: Path) -> set[str]:
     return ids
 
 
+def keep_players(path: Path, players: Iterable[str]) -> int:
+    """Drops from the log every game with a player outside ``players`` (an earlier config's
+    agents: other simulations, checkpoints no longer evaluated), rewriting it atomically;
+    returns how many games were dropped. Their results would otherwise enter this phase's
+    schedule and the study's ratings as if they belonged to it."""
+    if not path.exists():
+        return 0
+    recover_log(path)
+    keep = set(players)
+    data = path.read_bytes()
+    kept: list[bytes] = []
+    dropped = 0
+    for start, end in _game_offsets(data):
+        headers = chess.pgn.read_headers(io.StringIO(data[start:end].decode("utf-8", "replace")))
+        if headers is not None and {headers.get("White"), headers.get("Black")} <= keep:
+            kept.append(data[start:end])
+        else:
+            dropped += 1
+    if dropped:
+        from elocap.files import atomic_write_bytes
+
+        atomic_write_bytes(path, b"".join(kept))
+    return dropped
+
+
 def _game_offsets(data: bytes) -> list[tuple[int, int]]:
     """(start, end) byte ranges of the games, split where a tag section starts after movetext."""
     starts = [0] if data.startswith(b"[Event ") else []

@@ -165,6 +165,28 @@ def test_an_unrated_agent_starts_at_the_anchors_not_the_pool_mean() -> None:
     assert opponents == {random.name, partners[0].name}  # its neighbours at 0, not at +400
 
 
+def test_a_log_keeps_only_the_games_of_the_current_players(tmp_path: Path) -> None:
+    """Games of agents an arena config no longer has (other simulations, other checkpoints)
+    are dropped from its log; the others are kept byte for byte, in order."""
+    from mcts.games import keep_players, to_pgn
+
+    def record(i: int, white: str, black: str) -> GameRecord:
+        return GameRecord(
+            game_id=f"{white}|{black}|x|{i}", white=white, black=black, moves=("e2e4", "e7e5"),
+            result="1-0", termination="move_cap", opening="x", opening_plies=0,
+        )  # fmt: skip
+
+    games = [record(0, "a-s8", "b-s8"), record(1, "a-s0", "b-s8"), record(2, "b-s8", "random")]
+    games.append(record(3, "random", "c-s0"))
+    log = tmp_path / "phase.pgn"
+    append_games(log, games)
+    assert keep_players(log, ["a-s8", "b-s8", "random"]) == 2
+    assert log.read_text() == to_pgn(games[0]) + to_pgn(games[2])
+    assert recover_log(log) == {games[0].game_id, games[2].game_id}
+    assert keep_players(log, ["a-s8", "b-s8", "random"]) == 0  # nothing more to drop
+    assert keep_players(tmp_path / "absent.pgn", ["a"]) == 0
+
+
 def test_log_recovery_truncates_only_a_partial_last_game(tmp_path: Path) -> None:
     def record(i: int) -> GameRecord:
         return GameRecord(

@@ -62,3 +62,28 @@ def test_budget_sizes_the_build_and_the_manifest_says_why(tmp_path: Path) -> Non
     assert lowest["positions"]["train"] == pytest.approx(need.needed, rel=0.3)
     for c in CAPS:
         assert out["views"][c]["positions"]["train"] <= full["views"][c]["positions"]["train"]
+
+
+def test_a_study_with_data_epochs_samples_its_build_to_its_budgets(tmp_path: Path) -> None:
+    """``[data] epochs`` in a study: the data stage's build config is sampled to what the
+    largest supervised run reads, and says so; a bigger budget samples more."""
+    from jobs.study_config import load_study_config
+    from jobs.study_stages import sized_build
+
+    source = data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst")
+    fractions = []
+    for budget_flops in (3e10, 1e11):
+        toml = tmp_path / f"s{budget_flops:g}.toml"
+        toml.write_text(
+            f'[data]\nsources = ["{source}"]\ncaps = [1800, 2000]\nepochs = 1.0\n'
+            f'[supervised]\nsizes = ["10k", "30k"]\nbudgets = [{budget_flops:g}]\n'
+        )
+        cfg = sized_build(load_study_config(toml), [str(source)], tmp_path / "cache")
+        assert 0 < cfg.sample_fraction < 1
+        assert f"{budget_flops:g} FLOPs" in cfg.sample_note and "10k" in cfg.sample_note
+        fractions.append(cfg.sample_fraction)
+    assert fractions[0] < fractions[1]
+    with pytest.raises(ValueError, match=r"data\.epochs"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'[data]\nsources = ["{source}"]\ncaps = [1800]\nepochs = -1\n')
+        load_study_config(bad)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,7 @@ def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
         if all(isinstance(e[k], float) and e[k] == e[k] for k in ("value", "lo", "hi")):
             assert e["lo"] - 1e-9 <= e["value"] <= e["hi"] + 1e-9, e
     assert "n/a" not in html
+    _check_the_default_answers_its_question(workdir, fits)
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert second.returncode == 0, second.stderr[-4000:]
     _check_terminal(second)
@@ -107,3 +109,24 @@ def _check_terminal(done: subprocess.CompletedProcess[str]) -> None:
     assert len(lines) < 40, "\n".join(lines)
     for noise in ("WARNING", "Warning", "pid=", "Traceback", "absl", 'File "'):
         assert not any(noise in line for line in lines), "\n".join(lines)
+
+
+def _check_the_default_answers_its_question(workdir: Path, fits: dict[str, Any]) -> None:
+    """The default's own output (registry, ratings, fits.json) shows a compute-Elo law: the
+    supervised slope's 90% interval is above 0, the frontier's last checkpoint is rated above
+    its first (disjoint intervals), and the cap is placed on the arena's scale with an interval.
+    (Self-play from the cap ending above its start is not asserted: at the default's budget it
+    does not, in four measurements; issue 14.)"""
+    from analysis.frontier import frontier
+    from analysis.registry import load_study
+
+    cap = load_study_config(TINY).data.caps[0]
+    slope = fits["fits"][f"supervised cap {cap}"]["linear"]["params"]["b"]
+    assert slope["lo"] > 0, slope
+    study = frontier(load_study(workdir))
+    sup = study[(study["regime"] == "supervised") & study["on_frontier"]].sort_values("flops")
+    first, last = sup.iloc[0], sup.iloc[-1]
+    assert last["elo_lo"] > first["elo_hi"], (first.to_dict(), last.to_dict())
+    placed = fits["caps"][str(cap)]
+    assert placed["not_placed"] is None and fits["scale"] == "Elo (random mover = 0)"
+    assert placed["arena"]["lo"] < placed["arena"]["value"] < placed["arena"]["hi"]
