@@ -46,7 +46,7 @@ from jobs.submit import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_STUDY = ROOT / "jobs" / "studies" / "tiny.toml"
+SMOKE_STUDY = ROOT / "jobs" / "studies" / "smoke.toml"  # the default's chain, in minutes
 STUDY_ARTIFACTS = ("report/index.html",)  # under --workdir: what the README promises
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
@@ -178,8 +178,8 @@ def test_job_with_token_succeeds_and_writes_its_artifacts(
     c = token_cluster
     workdir = c.tmp / "study"  # on a real cluster: storage shared by its nodes
     auth = ("--address", c.url, "--token-file", str(c.token_file))
-    study = ("submit", *auth, str(TINY_STUDY), "--workdir", str(workdir))
-    r = _cli(*study, home=tmp_path, timeout=1200)  # the tiny study: minutes on 2 cores
+    study = ("submit", *auth, str(SMOKE_STUDY), "--workdir", str(workdir))
+    r = _cli(*study, home=tmp_path, timeout=1200)  # the smoke study: minutes on 2 cores
     assert r.returncode == 0, f"{r.stdout[-6000:]}\n{r.stderr[-2000:]}"  # logs, then ours
     job_id = r.stdout.splitlines()[0]
     for artifact in STUDY_ARTIFACTS:
