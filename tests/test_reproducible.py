@@ -35,7 +35,7 @@ def _run(config: Path, workdir: Path) -> None:
 @pytest.mark.ray
 def test_the_same_config_gives_the_same_corpus_checkpoints_and_ratings(tmp_path: Path) -> None:
     config = SMOKE
-    first, second = Workdir(tmp_path / "first"), Workdir(tmp_path / "second")
+    first, second = Workdir(root=tmp_path / "first"), Workdir(root=tmp_path / "second")
     _run(config, first.root)
     _run(config, second.root)
 
