@@ -200,28 +200,36 @@ def test_trials_land_where_their_request_fits(two_nodes: dict[str, str], tmp_pat
     assert result["sum"] == sum(range(8))  # both processes' rows took part
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_a_tiny_sweep_runs_on_the_tpu_node(two_nodes: dict[str, str], tmp_path: Path) -> None:
+def _tiny_sweep(tmp_path: Path, **settings: Any) -> SweepJob:
+    """One 10k run at 3e8 FLOPs (steps of 16 positions) on the real 2021-10 slice, capped at
+    1800 and built here; ``settings`` are the SweepJob fields a test varies."""
     from data_pipeline.build import BuildConfig, build
     from data_pipeline.filters import FilterConfig
-    from scaling.config import OptimConfig
-    from scaling.sweep import run_configs, run_sweep
     from tests.conftest import data_file
 
     data = tmp_path / "data"
     source = data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst")
     build([str(source)], data, BuildConfig(filters=FilterConfig(cap=1800)), use_ray=False)
-    sweep = SweepJob(
+    return SweepJob(
         out_dir=str(tmp_path / "runs"),
         data_dirs={"1800": str(data)},
         sizes=("10k",),
         budgets=(3e8,),
         batch_size=16,
-        optim=OptimConfig(warmup_steps=1),
         log_every=1,
         eval_batches=1,
-        resources=Resources(num_cpus=1, num_tpus=4),
+        **settings,
+    )
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_tiny_sweep_runs_on_the_tpu_node(two_nodes: dict[str, str], tmp_path: Path) -> None:
+    from scaling.config import OptimConfig
+    from scaling.sweep import run_configs, run_sweep
+
+    sweep = _tiny_sweep(
+        tmp_path, optim=OptimConfig(warmup_steps=1), resources=Resources(num_cpus=1, num_tpus=4)
     )
     results = run_sweep(sweep, RayExecutor(), progress=False)
     assert len(results) == 1 and results[0]["steps"] >= 1
@@ -269,31 +277,19 @@ def test_a_trial_over_two_hosts_trains_and_resumes_on_one(
     import jax
     import numpy as np
 
-    from data_pipeline.build import BuildConfig, build
-    from data_pipeline.filters import FilterConfig
     from scaling import checkpoints
     from scaling.config import OptimConfig
     from scaling.sweep import run_configs, run_sweep
     from scaling.train import train
-    from tests.conftest import data_file
     from tests.test_fsdp import initial_params, update_gap
 
     def params(run: Path) -> list[np.ndarray]:  # restored on this process's one device
         tree = checkpoints.restore_state(run)[0]["params"]
         return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
-    data = tmp_path / "data"
-    source = data_file("lichess/lichess_db_standard_rated_2021-10.first999.pgn.zst")
-    build([str(source)], data, BuildConfig(filters=FilterConfig(cap=1800)), use_ray=False)
-    sweep = SweepJob(
-        out_dir=str(tmp_path / "runs"),
-        data_dirs={"1800": str(data)},
-        sizes=("10k",),
-        budgets=(3e8,),  # 4 steps of 16 positions
-        batch_size=16,
+    sweep = _tiny_sweep(  # 4 steps of 16 positions
+        tmp_path,
         optim=OptimConfig(warmup_steps=0),
-        log_every=1,
-        eval_batches=1,
         fsdp=True,
         resources=Resources(num_cpus=1, hosts=2),
     )
