@@ -24,6 +24,7 @@ from elocap.files import atomic_write_text
 from mcts.replay_buffer import ReplayBuffer
 from mcts.run_config import SelfPlayRunConfig, planned_steps
 from mcts.selfplay import game_ends
+from mcts.stream import Stream
 from scaling import checkpoints, flops
 from scaling.config import ModelConfig, to_dict
 from scaling.model import init_params
@@ -94,7 +95,8 @@ def save_start(cfg: SelfPlayRunConfig, run: Path) -> Path:
 
 
 # Searches per stored position in a batch of full-length games (finished games search on while
-# the batch's longest plays; measured 1.8-2.2 with the 512-ply cap from random init, 32 games).
+# the batch's longest plays; measured 1.8-2.2 with the 512-ply cap from random init, 32 games);
+# continuous self-play (mcts.stream) searches once per stored position.
 # Only the cosine schedule's length reads it: too high ends the decay early (the floor holds).
 SEARCH_PER_POSITION = 2.0
 
@@ -111,7 +113,8 @@ class Learner:
         self.cfg = cfg
         self.eval_flops = flops.forward_flops_per_position(start.model)  # per evaluation
         step_flops = flops.train_flops_per_position(start.model) * cfg.train_batch
-        self.total_steps = planned_steps(cfg, step_flops, self.eval_flops, SEARCH_PER_POSITION)
+        per_position = 1.0 if cfg.continuous else SEARCH_PER_POSITION
+        self.total_steps = planned_steps(cfg, step_flops, self.eval_flops, per_position)
         self.fns: TrainStep = make_train_step(
             start.model,
             cfg.optim,
@@ -183,18 +186,23 @@ class Progress:
     flops: float = 0.0  # cumulative, from the starting checkpoint's
 
 
-def restore(learner: Learner, files: RunFiles, progress: Progress) -> Progress:
-    """The loop as its latest resume checkpoint left it (``progress`` if there is none)."""
+def restore(
+    learner: Learner, files: RunFiles, progress: Progress, stream: Stream | None = None
+) -> Progress:
+    """The loop as its latest resume checkpoint left it (``progress`` if there is none); the
+    single-process mode's ``stream`` gets its games in play back."""
     if files.resumed is None:
         return progress
     restored = files.resume.restore(
         files.resumed,
         args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_loop_tree(learner, progress.key)),
+            state=ocp.args.StandardRestore(_loop_tree(learner, progress.key, stream)),
             meta=ocp.args.JsonRestore(),
         ),
     )
     learner.state = restored.state["train"]
+    if stream is not None:
+        stream.load(restored.state["stream"])
     for name, value in restored.state["replay"].items():
         setattr(learner.replay, name, np.asarray(value))
     m = restored.meta
@@ -205,11 +213,18 @@ def restore(learner: Learner, files: RunFiles, progress: Progress) -> Progress:
 
 
 def absorb(
-    learner: Learner, files: RunFiles, p: Progress, traj: Any, evaluations: int, end: float
+    learner: Learner,
+    files: RunFiles,
+    p: Progress,
+    traj: Any,
+    evaluations: int,
+    end: float,
+    stream: Stream | None = None,
 ) -> bool:
     """One iteration after a batch of games: replay, training to the ratio, FLOPs, metrics,
-    milestones and the resume checkpoint (``p`` is updated in place). Returns whether the
-    resume checkpoint was written (this iteration survives the learner's death)."""
+    milestones and the resume checkpoint (``p`` is updated in place; with the single-process
+    mode's ``stream``, its games in play too). Returns whether the resume checkpoint was written
+    (this iteration survives the learner's death)."""
     cfg = learner.cfg
     p.iteration += 1
     before = p.flops
@@ -221,7 +236,8 @@ def absorb(
     p.trained += steps * cfg.train_batch
     p.flops += steps * learner.fns.flops_per_step
     step = int(learner.state.step)
-    row = _row(p.iteration, step, p.flops, traj, cfg.resign_value is not None, metrics)
+    searched = evaluations // (cfg.search.num_simulations + 1)
+    row = _row(p.iteration, step, p.flops, traj, cfg.resign_value is not None, metrics, searched)
     files.metrics.write(row)
     files.milestone(p.iteration, learner.state.params, step, before, p.flops)
     if p.iteration % cfg.resume_every == 0 or p.flops >= end:
@@ -237,7 +253,7 @@ def absorb(
         files.resume.save(
             p.iteration,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_loop_tree(learner, p.key)),
+                state=ocp.args.StandardSave(_loop_tree(learner, p.key, stream)),
                 meta=ocp.args.JsonSave(meta),
             ),
         )
@@ -280,33 +296,43 @@ def repair_finished(out: Path, result: dict[str, Any]) -> bool:
     return True
 
 
-def _loop_tree(learner: Learner, key: jax.Array) -> dict[str, Any]:
-    return {
+def _loop_tree(learner: Learner, key: jax.Array, stream: Stream | None) -> dict[str, Any]:
+    tree = {
         "train": learner.state,
         "replay": learner.replay.arrays(),
         "key": jax.random.key_data(key),
     }
+    return tree if stream is None else {**tree, "stream": stream.tree()}
 
 
 def _row(
-    it: int, step: int, total: float, traj: Any, resigning: bool, metrics: dict[str, float]
+    it: int,
+    step: int,
+    total: float,
+    traj: Any,
+    resigning: bool,
+    metrics: dict[str, float],
+    searched: int,
 ) -> dict[str, Any]:
+    """The iteration's metrics row (continuous self-play may finish no game in an iteration:
+    its game means are then None). ``searched``: positions searched, stored or not."""
     length = np.asarray(traj.length)
     result = np.asarray(traj.result)
     ends = game_ends(traj, resigning)
+    games = len(length)
     return {
         "split": "train",
         "iteration": it,
         "step": step,
         "flops": total,
-        "game_length": float(length.mean()),
-        "white_wins": float((result > 0).mean()),
-        "draws": float((result == 0).mean()),
+        "game_length": float(length.mean()) if games else None,
+        "white_wins": float((result > 0).mean()) if games else None,
+        "draws": float((result == 0).mean()) if games else None,
         # counts of games this iteration, by how they ended
         **dataclasses.asdict(ends),
         "rule_draws": ends.rule_draws,
         "false_resignation_rate": ends.false_resignation_rate,
-        "searched_per_position": float(traj.plies_run) * len(length) / max(1, int(length.sum())),
+        "searched_per_position": searched / int(length.sum()) if games else None,
         **metrics,
     }
 

@@ -1,8 +1,9 @@
 """Self-play and learning on the compute axis of the study (contract 2).
 
 A run starts from a supervised checkpoint (its parameters and its cumulative FLOPs) or from a
-random initialisation (the control, at 0 FLOPs). Each iteration plays a batch of games with
-search (``mcts.selfplay``), adds their positions to the replay buffer, and trains with the
+random initialisation (the control, at 0 FLOPs). Each iteration plays games with search
+(``mcts.stream``: each slot starts its next game as soon as one ends; or ``mcts.selfplay``'s
+lockstep batches), adds their positions to the replay buffer, and trains with the
 supervised train step (``scaling.make_train_step``) until samples trained / samples generated
 reaches the configured ratio. The FLOP counter adds every network evaluation made by search
 (analytic forward FLOPs per position) and every train step (XLA's count of the compiled step).
@@ -47,7 +48,7 @@ from mcts.learner import (
     write_config,
 )
 from mcts.loop_ray import run_selfplay_ray
-from mcts.run_config import SelfPlayRunConfig, selfplay_config
+from mcts.run_config import SelfPlayRunConfig, iteration_plies, selfplay_config
 
 __all__ = [
     "Learner",
@@ -75,20 +76,32 @@ def run_selfplay(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, 
 
 def _run_local(cfg: SelfPlayRunConfig, show: bool) -> dict[str, Any]:
     from mcts.selfplay import network_evaluations, play_games
+    from mcts.stream import Stream
 
     start = starting_point(cfg)
     write_config(cfg, start)
     learner = Learner(cfg, start)
     sp = selfplay_config(cfg)
-    play = jax.jit(lambda params, key: play_games(learner.net, params, key, sp))
+    stream = None
+    if cfg.continuous:
+        stream = Stream(learner.net, sp, iteration_plies(cfg), jax.random.key(cfg.seed + 2))
+    batch = jax.jit(lambda params, key: play_games(learner.net, params, key, sp))
+
+    def play(params: Any, key: jax.Array) -> tuple[Any, int]:
+        if stream is not None:
+            return stream.play(params, key)
+        traj = batch(params, key)
+        return traj, network_evaluations(traj, sp)
+
     files = RunFiles(cfg, start)
-    p = restore(learner, files, Progress(jax.random.key(cfg.seed + 1), flops=start.flops))
+    initial = Progress(jax.random.key(cfg.seed + 1), flops=start.flops)
+    p = restore(learner, files, initial, stream)
     end = start.flops + cfg.budget_flops
     bar = progress_bar(cfg, p.flops - start.flops, show)
     while p.flops < end:
         p.key, play_key = jax.random.split(p.key)
-        traj = play(learner.state.params, play_key)
-        absorb(learner, files, p, traj, network_evaluations(traj, sp), end)
+        traj, evaluations = play(learner.state.params, play_key)
+        absorb(learner, files, p, traj, evaluations, end, stream)
         bar.update(p.flops - start.flops - bar.n)
     bar.close()
     files.close()

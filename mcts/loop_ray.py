@@ -44,6 +44,7 @@ from mcts.learner import (
 from mcts.run_config import (
     SelfPlayRunConfig,
     actor_resources,
+    iteration_plies,
     learner_resources,
     selfplay_config,
 )
@@ -78,6 +79,7 @@ class SelfPlayActor:
 
     def __init__(self, cfg: SelfPlayRunConfig, start_model: Any, actor: int) -> None:
         from mcts.selfplay import play_games
+        from mcts.stream import Stream
         from scaling.model import PolicyValueNet
         from scaling.step import compute_dtype
 
@@ -85,12 +87,20 @@ class SelfPlayActor:
         net = PolicyValueNet(start_model, compute_dtype(cfg.dtype))
         self.play_fn = jax.jit(lambda params, key: play_games(net, params, key, self.sp))
         self.key = jax.random.key(cfg.seed * 1009 + 7919 * (actor + 1))
+        self.key, slots_key = jax.random.split(self.key)
+        # continuous: the actor's games in play (a restarted actor starts new ones)
+        self.stream = None
+        if cfg.continuous:
+            self.stream = Stream(net, self.sp, iteration_plies(cfg), slots_key)
 
     def play(self, params: Any) -> tuple[Any, int]:
-        """A batch of games with ``params``: (trajectory as numpy arrays, evaluations)."""
+        """A batch of games with ``params`` (continuous: the games finished in the next
+        ``iteration_plies`` plies): (trajectory as numpy arrays, evaluations)."""
         from mcts.selfplay import network_evaluations
 
         self.key, key = jax.random.split(self.key)
+        if self.stream is not None:
+            return self.stream.play(params, key)
         traj = jax.device_get(self.play_fn(params, key))
         return traj, network_evaluations(traj, self.sp)
 

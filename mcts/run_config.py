@@ -13,6 +13,7 @@ __all__ = [
     "LR_SCHEDULES",
     "SelfPlayRunConfig",
     "actor_resources",
+    "iteration_plies",
     "learner_resources",
     "planned_steps",
     "selfplay_config",
@@ -42,6 +43,12 @@ class SelfPlayRunConfig:
     # 512 (all): Gumbel MuZero's self-play; greedy after 30 gave 2/3 repetition draws from a
     # random init (BENCHMARKS.md 13b). AlphaZero's own setting, for kind = "alphazero": 30.
     opening_plies: int = 512
+    # Continuous self-play (mcts.stream): a slot starts its next game the ply its game ends, so
+    # no search is spent on finished games; an iteration is iteration_plies plies of every slot
+    # (None: max_plies). False: batches of `games` games in lockstep, each batch until its
+    # longest game ends (1.8-2.7 searches per stored position at the 512-ply cap, BENCHMARKS 13b).
+    continuous: bool = True
+    iteration_plies: int | None = None
     value_target_mix: float = 0.0  # value target: (1 - mix) * outcome + mix * root value
     elo: int | None = None  # Elo-conditioning input during self-play
     train_batch: int = 64  # global batch, split over the learner's local devices
@@ -83,6 +90,14 @@ class SelfPlayRunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"selfplay {name} must be an integer >= {low}, got {value!r}")
+        if self.iteration_plies is not None and (
+            not isinstance(self.iteration_plies, int) or self.iteration_plies < 1
+        ):
+            raise ValueError(
+                f"selfplay iteration_plies must be >= 1 or unset: {self.iteration_plies!r}"
+            )
+        if not isinstance(self.continuous, bool):
+            raise ValueError(f"selfplay continuous must be true or false, got {self.continuous!r}")
         if self.replay_games is not None and (
             not isinstance(self.replay_games, int) or self.replay_games < 1
         ):
@@ -124,6 +139,11 @@ def selfplay_config(cfg: SelfPlayRunConfig) -> SelfPlayConfig:
         elo=cfg.elo,
         adjudicate_margin=cfg.adjudicate_margin,
     )
+
+
+def iteration_plies(cfg: SelfPlayRunConfig) -> int:
+    """Plies every slot plays per iteration of continuous self-play."""
+    return cfg.iteration_plies or cfg.max_plies
 
 
 def learner_resources(cfg: SelfPlayRunConfig) -> Resources:

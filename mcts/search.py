@@ -249,7 +249,7 @@ def run_search(
     cfg: SearchConfig,
     *,
     elo: int | None = None,
-    temperature: jax.Array | float | None = None,  # alphazero: overrides cfg.temperature
+    temperature: jax.Array | float | None = None,  # overrides cfg.temperature; f32[] or f32[B]
 ) -> mctx.PolicyOutput:
     """mctx's raw output (with the tree, ``num_simulations + 1`` nodes per game). Jit-able."""
     logits, value = evaluate(net, params, jax.vmap(observe)(state), elo)
@@ -258,6 +258,8 @@ def run_search(
         prior_logits=_priors(logits, state.moves), value=value, embedding=state
     )
     temp = jnp.asarray(cfg.temperature if temperature is None else temperature, jnp.float32)
+    if temp.ndim == 1:  # one per game (continuous self-play): broadcast over the moves
+        temp = temp[:, None]
     policy = SEARCH_POLICIES[cfg.kind]
     return policy(params, key, root, _recurrent_fn(net, elo), invalid, cfg, temp)
 

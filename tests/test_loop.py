@@ -99,6 +99,8 @@ def test_milestones_double_up_to_the_budget() -> None:
         ("learner_gpus", -1.0),
         ("actor_cpus", -0.5),
         ("max_learner_failures", 0),
+        ("iteration_plies", 0),
+        ("continuous", "yes"),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_field(field: str, value: object) -> None:
