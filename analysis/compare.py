@@ -33,6 +33,7 @@ from analysis.fits import CurveFit, Estimate, SlopeComparison, compare_slopes, f
 from analysis.forms import FORMS, Linear, make_form
 from analysis.frontier import frontier_curve, frontier_frame, frontier_masks, group_label
 from analysis.scale import BridgeRatings, CapPlacement, place_cap, scale_label
+from analysis.search_scaling import SearchScaling
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +95,8 @@ class StudyAnalysis:
     skipped: dict[str, str] = field(default_factory=dict)  # "group: form" -> why not fitted
     caps: dict[int, CapPlacement] = field(default_factory=dict)  # cap -> on the arena's scale
     scale: str = field(default_factory=scale_label)  # the arena's Elo scale, named
+    # the checkpoints also rated at other test-time N (not in the curves); None: not looked at
+    search: SearchScaling | None = None
 
     def slope(self, group: str, form: str = "linear") -> Estimate:
         """The slope of ``form`` fitted to ``group``'s frontier (Elo per decade of FLOPs), or
@@ -184,6 +187,9 @@ class StudyAnalysis:
             "not_fitted": dict(self.skipped),
             "scale": self.scale,
             "caps": {str(k): v.to_dict() for k, v in self.caps.items()},
+            "test_time": (
+                {"why": "not analysed"} if self.search is None else self.search.to_dict()
+            ),
         }
 
 
@@ -292,6 +298,12 @@ def analyze(
     same bootstrap) that place each cap on the arena's scale; None: the caps are not placed.
     ``scale``: the arena scale's name (default: the random mover at 0)."""
     cfg = config or AnalysisConfig()
+    if "sims" in study and study["sims"].nunique() > 1:
+        raise ValueError(
+            "the compute-Elo curves need one N for every checkpoint (contract 3), got sims "
+            f"{sorted(set(study['sims']))}: split the registry first "
+            "(analysis.search_scaling.split_by_sims)"
+        )
     elo = study["elo"].to_numpy(dtype=float)
     samples = None if elo_samples is None else np.asarray(elo_samples, dtype=float)
     if samples is not None and samples.shape[1:] != elo.shape:

@@ -22,7 +22,9 @@ from analysis.compare import StudyAnalysis
 from analysis.frontier import group_label
 from analysis.registry import REGIMES
 
-FigureFn = Callable[[StudyAnalysis, pd.DataFrame], Figure]
+# (analysis, metrics) -> the figure, or None where the study has nothing to draw in it (the
+# report then says why, and no file of it is left)
+FigureFn = Callable[[StudyAnalysis, pd.DataFrame], Figure | None]
 FIGURES: dict[str, FigureFn] = {}
 FORMATS: tuple[str, ...] = ("png", "svg")
 _MAX_INTERVAL_ROWS = 60  # rating-interval figure: at most this many players
@@ -291,6 +293,63 @@ def optimal_size(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
     return fig
 
 
+TEST_TIME_FIGURE = "elo_vs_test_time_sims"
+_REGIME_MARKERS = {"supervised": "o", "selfplay_cap": "s", "selfplay_scratch": "^"}
+
+
+@register_figure(TEST_TIME_FIGURE)
+def elo_vs_test_time_sims(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure | None:
+    """Elo against the arena's simulations N for the checkpoints rated at several N
+    (``[arena] test_time_sims``), one line per checkpoint coloured by its training compute, each
+    point with its interval; N on a log axis with 0 (the raw policy) shown. None without such
+    checkpoints."""
+    from matplotlib import colormaps
+
+    search = analysis.search
+    if search is None or search.points.empty:
+        return None
+    points = search.points[np.isfinite(search.points["elo"].to_numpy(dtype=float))]
+    if points.empty:
+        return None
+    fig, (ax,) = _figure(1, width=6.4, height=4.6)
+    x_all = np.log10(points["flops"].to_numpy(dtype=float))
+    span = max(float(x_all.max() - x_all.min()), 1e-9)
+    groups = list(points.groupby("checkpoint", sort=False))
+    for i, (_, rows) in enumerate(groups):
+        first = rows.iloc[0]
+        shift = 0.05 * (i - (len(groups) - 1) / 2)  # a small offset, so intervals do not overlap
+        n = rows["sims"].to_numpy(dtype=float)
+        x = np.where(n > 0, n * 2.0**shift, shift)
+        colour = colormaps["viridis"](0.85 * (np.log10(float(first["flops"])) - x_all.min()) / span)
+        ax.errorbar(
+            x,
+            rows["elo"],
+            yerr=[rows["elo"] - rows["elo_lo"], rows["elo_hi"] - rows["elo"]],
+            fmt="-" + _REGIME_MARKERS.get(str(first["regime"]), "o"),
+            ms=4,
+            lw=1,
+            capsize=2,
+            color=colour,
+            label=f"{first['regime']} {first['size']}, {float(first['flops']):.1e} FLOPs",
+        )
+    ax.axvline(
+        search.curve_sims,
+        color="tab:red",
+        ls=":",
+        lw=1,
+        label=f"the curves' N = {search.curve_sims}",
+    )
+    ticks = sorted({int(v) for v in points["sims"]})
+    ax.set_xscale("symlog", linthresh=1, base=2)  # 0 on the axis, logarithmic from 1 up
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("test-time simulations N per move (0: the raw policy)")
+    ax.set_ylabel(analysis.scale)
+    ax.set_title(f"Elo against test-time simulations N ({search.level:.0%} intervals)")
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+    return fig
+
+
 def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     """Writes ``stem.png`` and ``stem.svg`` into ``out_dir``, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,5 +366,14 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 def write_figures(
     analysis: StudyAnalysis, metrics: pd.DataFrame, out_dir: Path
 ) -> dict[str, list[Path]]:
-    """Draws every registered figure into ``out_dir``: name -> [png, svg]."""
-    return {name: save_figure(fn(analysis, metrics), out_dir, name) for name, fn in FIGURES.items()}
+    """Draws every registered figure into ``out_dir``: name -> [png, svg]. A figure the study
+    has nothing for is left out, and its files from an earlier report are removed."""
+    out = {}
+    for name, fn in FIGURES.items():
+        fig = fn(analysis, metrics)
+        if fig is None:
+            for fmt in FORMATS:
+                (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)
+            continue
+        out[name] = save_figure(fig, out_dir, name)
+    return out

@@ -19,7 +19,7 @@ import html
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.compare import AnalysisConfig, StudyAnalysis, analyze
 from analysis.fits import Estimate, SlopeComparison
-from analysis.plots import write_figures
+from analysis.plots import TEST_TIME_FIGURE, write_figures
 from analysis.registry import (
     load_metrics,
     load_ratings,
@@ -37,6 +37,7 @@ from analysis.registry import (
     replicates_from_intervals,
 )
 from analysis.scale import Bridge, BridgeRatings, scale_label
+from analysis.search_scaling import SearchScaling, split_by_sims
 from elocap.files import atomic_write_text
 from elocap.workdir import Workdir
 
@@ -52,6 +53,9 @@ class ReportConfig:
     # Arena players rated on the data's scale: they place the cap on the arena's (none: the
     # cap is not placed). In TOML: [[analysis.bridges]] agent = "...", elo = 1500, se = 30.
     bridges: tuple[Bridge, ...] = ()
+    # N of the compute-Elo curves (contract 3; a study sets it from arena.sims): the players at
+    # other N (test-time search) are reported apart. None: the one N every checkpoint has.
+    sims: int | None = None
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
@@ -82,9 +86,12 @@ REPLICATE_SOURCES: dict[str, ReplicateSource] = {
 
 def run_analysis(workdir: Path, config: ReportConfig | None = None) -> StudyAnalysis:
     """Loads the study in ``workdir`` and fits it (see ``analysis.compare.analyze``); the
-    bridges' arena ratings come from ``ratings.csv`` and the same replicates as the study's."""
+    bridges' arena ratings come from ``ratings.csv`` and the same replicates as the study's.
+    The curves use the checkpoints at ``config.sims``; those also rated at other N are the
+    analysis's ``search`` (``analysis.search_scaling``)."""
     cfg = config or ReportConfig()
-    study = load_study(workdir, level=cfg.rating_level)
+    registry = load_study(workdir, level=cfg.rating_level)
+    study, search = split_by_sims(registry, cfg.sims, level=cfg.rating_level)
     n = len(study)
     joint = study
     if cfg.bridges:
@@ -110,13 +117,14 @@ def run_analysis(workdir: Path, config: ReportConfig | None = None) -> StudyAnal
             arena=joint["elo"].to_numpy(dtype=float)[n:],
             replicates=None if samples is None else samples[:, n:],
         )
-    return analyze(
+    result = analyze(
         study,
         None if samples is None else samples[:, :n],
         cfg.analysis,
         bridges=bridges,
         scale=scale_label(dict(cfg.anchors)),
     )
+    return replace(result, search=search)
 
 
 def _json_safe(value: Any) -> Any:
@@ -360,8 +368,11 @@ def render_html(
         parts.append("<p>Not fitted:</p><ul>")
         parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in analysis.skipped.items()]
         parts.append("</ul>")
+    parts += _test_time_section(analysis.search, figures.get(TEST_TIME_FIGURE, []))
     parts.append("<h2>Figures</h2>")
     for name, paths in figures.items():
+        if name == TEST_TIME_FIGURE:
+            continue  # in its own section
         png = next(p.name for p in paths if p.suffix == ".png")
         svg = next(p.name for p in paths if p.suffix == ".svg")
         parts.append(
@@ -384,6 +395,46 @@ def render_html(
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _test_time_section(search: SearchScaling | None, figure: list[Path]) -> list[str]:
+    """Elo against test-time simulations N: the figure and a table, or a line saying why not."""
+    parts = ["<h2>Elo against test-time simulations N</h2>"]
+    if search is None or search.why:
+        why = "not analysed" if search is None else search.why
+        return [*parts, f"<p>Not shown: {html.escape(why)}.</p>"]
+    parts.append(
+        f"<p>{len(search.checkpoints)} checkpoints also played as network + N simulations at "
+        "other N, in the same pool and rating fit as every player (one scale). The compute-Elo "
+        f"curves and fits above use only N = {search.curve_sims}; intervals are "
+        f"{search.level:.0%} intervals of ratings.csv.</p>"
+    )
+    if figure:
+        png = next(p.name for p in figure if p.suffix == ".png")
+        svg = next(p.name for p in figure if p.suffix == ".svg")
+        parts.append(
+            f'<p><a href="{svg}"><img src="{png}" alt="{TEST_TIME_FIGURE}"></a> '
+            f'(<a href="{svg}">SVG</a>)</p>'
+        )
+    p = search.points
+    rows = pd.DataFrame(
+        {
+            "checkpoint": p["checkpoint"],
+            "regime": [_group_name(str(r)) for r in p["regime"]],
+            "size": p["size"],
+            "FLOPs": [fmt_number(np.log10(v), "flops") for v in p["flops"]],
+            "N": p["sims"],
+            "player": p["agent"],
+            "Elo [interval]": [
+                fmt_estimate(Estimate(value=e, lo=lo, hi=hi), "elo")
+                if np.isfinite(e)
+                else "not rated"
+                for e, lo, hi in zip(p["elo"], p["elo_lo"], p["elo_hi"], strict=True)
+            ],
+            "games": p["rating_games"],
+        }
+    )
+    return [*parts, _table(rows)]
 
 
 HEADLINE = "headline.txt"  # the report's main answer, beside index.html

@@ -85,6 +85,12 @@ class SelfPlayStage:
                 )
 
 
+# Which evaluated checkpoints ``arena.test_time_sims`` rates at every N: "last", the last
+# checkpoint of every run (supervised and self-play; across the sweep's sizes and budgets, the
+# points of Jones's train-against-test-compute trade), or "all", every evaluated checkpoint.
+TEST_TIME_CHECKPOINTS: tuple[str, ...] = ("last", "all")
+
+
 def _tiny_games() -> ArenaConfig:
     return ArenaConfig(move_cap=200, batch=8, workers=2)
 
@@ -104,12 +110,29 @@ class ArenaStage:
     openings: int = 16  # from the ECO suite (16 lines: 32 distinct games per pairing)
     games: ArenaConfig = dataclasses.field(default_factory=_tiny_games)
     schedule: ScheduleConfig = dataclasses.field(default_factory=_tiny_schedule)
+    # Test-time search as a knob: the checkpoints that ``test_time_checkpoints`` picks are also
+    # rated as network + N simulations for each N here (``sims`` itself may be listed), in the
+    # same pool and rating fit as every checkpoint, for the report's "Elo against test-time
+    # simulations N". Only the N = ``sims`` players enter the compute-Elo curves. () = off.
+    test_time_sims: tuple[int, ...] = ()
+    test_time_checkpoints: str = "last"  # a key of TEST_TIME_CHECKPOINTS
 
     def __post_init__(self) -> None:
         from mcts.agents import parse_agent
 
         if self.sims < 0 or self.checkpoints_per_run < 1 or self.openings < 1:
             raise ValueError("arena sims must be >= 0, checkpoints_per_run and openings >= 1")
+        n = self.test_time_sims
+        if any(s < 0 for s in n) or len(set(n)) != len(n):
+            raise ValueError(f"arena.test_time_sims must be distinct N >= 0, got {list(n)}")
+        if n and set(n) <= {self.sims}:
+            raise ValueError(f"arena.test_time_sims needs an N other than arena.sims ({self.sims})")
+        if self.test_time_checkpoints not in TEST_TIME_CHECKPOINTS:
+            known = ", ".join(TEST_TIME_CHECKPOINTS)
+            raise ValueError(
+                f"arena.test_time_checkpoints must be one of {known}, "
+                f"got {self.test_time_checkpoints!r}"
+            )
         names = set()
         for text in self.anchors:
             try:
@@ -139,6 +162,8 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if self.analysis.anchors:
             raise ValueError("analysis.anchors is set from the arena: use arena.anchor_elos")
+        if self.analysis.sims is not None:
+            raise ValueError("analysis.sims is set from the arena: use arena.sims")
 
 
 def load_study_config(path: Path) -> StudyConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,52 @@ def registry_rows(run: Path, count: int, sims: int) -> list[CheckpointRow]:
             )
         )
     return rows
+
+
+def arena_rows(run: Path, cfg: StudyConfig) -> list[CheckpointRow]:
+    """A run's players in the arena: its evaluated checkpoints at the study's N
+    (``arena.sims``), then the test-time variants: the checkpoints ``arena.test_time_checkpoints``
+    picks at every other N of ``arena.test_time_sims``."""
+    a = cfg.arena
+    rows = registry_rows(run, a.checkpoints_per_run, a.sims)
+    return rows + variant_rows(rows, a.test_time_sims, a.test_time_checkpoints)
+
+
+def variant_rows(rows: list[CheckpointRow], sims: Sequence[int], pick: str) -> list[CheckpointRow]:
+    """The rows of ``rows`` (one run's, at the study's N, in FLOP order) that ``pick`` chooses
+    ("last": the run's last one; "all": every one), played at each N of ``sims`` other than
+    theirs: the same checkpoint, another player."""
+    if not rows or not sims:
+        return []
+    chosen = {"last": rows[-1:], "all": rows}[pick]
+    return [
+        dataclasses.replace(r, agent=_agent_at(r, n), sims=n)
+        for r in chosen
+        for n in sorted(sims)
+        if n != r.sims
+    ]
+
+
+def _agent_at(row: CheckpointRow, sims: int) -> str:
+    return NetworkAgent(run=row.run_id, step=row.step, sims=sims).name
+
+
+def main_rows(rows: list[CheckpointRow], sims: int) -> list[CheckpointRow]:
+    """The rows at the study's N: the players of the compute-Elo curves (contract 3)."""
+    return [r for r in rows if r.sims == sims]
+
+
+def variant_chains(rows: list[CheckpointRow], wd: Workdir) -> list[list[NetworkAgent]]:
+    """Per checkpoint rated at several N, its players in increasing N: the arena pairs each
+    with its neighbours in N, so every variant is linked to its checkpoint at the study's N."""
+    by_checkpoint: dict[str, list[CheckpointRow]] = {}
+    for r in rows:
+        by_checkpoint.setdefault(r.checkpoint, []).append(r)
+    return [
+        agents_of(sorted(group, key=lambda r: r.sims), wd)
+        for group in by_checkpoint.values()
+        if len(group) > 1
+    ]
 
 
 def agents_of(rows: list[CheckpointRow], wd: Workdir) -> list[NetworkAgent]:

@@ -78,9 +78,8 @@ def supervised(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
 
 
 def arena_supervised(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
-    a = cfg.arena
     runs = [Path(r.out_dir) for r in plan.supervised_runs(cfg, wd)]
-    rows = [row for run in runs for row in plan.registry_rows(run, a.checkpoints_per_run, a.sims)]
+    rows = [row for run in runs for row in plan.arena_rows(run, cfg)]
     return _arena_phase(cfg, wd, ex, "supervised", rows, [])
 
 
@@ -93,13 +92,14 @@ def selfplay(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
 
 
 def arena_selfplay(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
-    a = cfg.arena
     runs = [Path(c.out_dir) for c in plan.selfplay_runs(cfg, wd)]
-    rows = [row for run in runs for row in plan.registry_rows(run, a.checkpoints_per_run, a.sims)]
+    rows = [row for run in runs for row in plan.arena_rows(run, cfg)]
     if not rows:
         write_checkpoints(wd.phase_registry("selfplay"), rows)
         return {"agents": 0}
-    partners = plan.agents_of(read_checkpoints(wd.phase_registry("supervised")), wd)
+    # the supervised checkpoints at the study's N (their test-time variants are not partners)
+    supervised = read_checkpoints(wd.phase_registry("supervised"))
+    partners = plan.agents_of(plan.main_rows(supervised, cfg.arena.sims), wd)
     return _arena_phase(cfg, wd, ex, "selfplay", rows, partners)
 
 
@@ -124,7 +124,10 @@ def report(cfg: StudyConfig, wd: Workdir, ex: Executor) -> dict[str, Any]:
     from analysis.report import write_report
 
     rc = dataclasses.replace(
-        cfg.analysis, anchors=tuple(plan.anchor_elos(cfg).items()), bridges=plan.bridges(cfg, wd)
+        cfg.analysis,
+        anchors=tuple(plan.anchor_elos(cfg).items()),
+        bridges=plan.bridges(cfg, wd),
+        sims=cfg.arena.sims,  # the curves' N; the test-time variants are reported apart
     )
     return {"report": str(write_report(wd.root, wd.report_dir, rc))}
 
@@ -173,7 +176,10 @@ def _arena_phase(
         ex,
         anchor_elos=plan.anchor_elos(cfg),
         history=[p for p in plan.rating_logs(cfg, wd) if p != pgn],
+        chains=plan.variant_chains(rows, wd),
         progress=False,
     )
     summary = {"agents": len(rows), "rounds": len(reports), "games": len(recover_log(pgn))}
+    variants = len(rows) - len(plan.main_rows(rows, cfg.arena.sims))
+    summary |= {"test_time_players": variants} if variants else {}
     return summary | ({"dropped_other_config_games": dropped} if dropped else {})

@@ -69,13 +69,20 @@ def active_round(
     neighbours: int = 2,
     games_per_pair: int = 4,
     round_index: int,
+    chains: Sequence[Sequence[AgentSpec]] = (),
 ) -> list[GameJob]:
     """The next games of an adaptive schedule. ``ratings``: name -> (rating, lower, upper) from
     the last fit; an agent with no rating yet counts as infinitely uncertain and is placed at the
     anchors' mean rating (the mean of all ratings without a rated anchor). Every agent whose
     interval is wider than ``target_width`` plays its ``neighbours``
-    nearest agents by rating (on each side) and the nearest anchor."""
+    nearest agents by rating (on each side) and the nearest anchor. ``chains``: sequences of
+    agents (one checkpoint at increasing test-time simulations) whose consecutive members also
+    play each other while either one's interval is wider than ``target_width``, so each is
+    compared directly with its neighbours in N whatever their ratings."""
     pool = list(dict.fromkeys([*anchors, *agents]))
+    missing = [a.name for chain in chains for a in chain if a not in pool]
+    if missing:
+        raise ValueError(f"chained agents {missing} are not in the pool")
     # an agent with no rating yet starts where the anchors are (the random mover, for a study),
     # not at the mean of a pool whose partners may sit hundreds of Elo above it
     rated_anchors = [ratings[a.name][0] for a in anchors if a.name in ratings]
@@ -97,6 +104,10 @@ def active_round(
             nearest_anchor = min(anchors, key=lambda x: abs(estimate(x)[0] - estimate(agent)[0]))
             near.append(nearest_anchor)
         pairs.update(frozenset((agent, other)) for other in near if other != agent)
+    for chain in chains:
+        for a, b in itertools.pairwise(chain):
+            if max(estimate(a)[1], estimate(b)[1]) > target_width:
+                pairs.add(frozenset((a, b)))
     jobs = []
     for pair in sorted(pairs, key=lambda p: sorted(x.name for x in p)):
         a, b = sorted(pair, key=lambda x: x.name)
@@ -140,10 +151,12 @@ def run_active(
     *,
     anchor_elos: Mapping[str, float] | None = None,
     history: Sequence[Path] = (),
+    chains: Sequence[Sequence[AgentSpec]] = (),
     progress: bool = True,
 ) -> list[TournamentReport]:
     """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
-    most ``schedule.target_width`` Elo wide or ``schedule.max_rounds`` rounds are played.
+    most ``schedule.target_width`` Elo wide or ``schedule.max_rounds`` rounds are played;
+    ``chains`` as in ``active_round``.
     Ratings are fitted on this log and the ``history`` logs (earlier phases whose agents are
     partners here). Resumable: rounds are recomputed from the logs, whose games are never
     replayed."""
@@ -178,6 +191,7 @@ def run_active(
             neighbours=schedule.neighbours,
             games_per_pair=schedule.games_per_pair,
             round_index=rnd,
+            chains=chains,
         )
         if not jobs:
             break

@@ -58,6 +58,8 @@ def _other(hint: Any, value: Any, path: str) -> Any:
         "selfplay.run.adjudicate_margin": 5,
         "arena.anchors": ["random", "stockfish:elo=1350,nodes=10"],
         "arena.anchor_elos": {"stockfish-1350-n10": 1350.0},
+        "arena.test_time_sims": [0, 2, 32],
+        "arena.test_time_checkpoints": "all",
         "analysis.replicates": "intervals",
         "analysis.rating_model": "bayeselo",
         "analysis.bridges": [{"agent": "mix-n20-p0.9", "elo": 110.0, "se": 25.0}],
@@ -87,8 +89,8 @@ def _leaves(cls: type[Any], prefix: str) -> list[tuple[str, Any]]:
         path = f"{prefix}{f.name}"
         if prefix == "selfplay.run." and f.name in SELFPLAY_DERIVED:
             continue  # set by the runner: a study that sets them is an error (tested below)
-        if path in ("data.build.filters.cap", "analysis.anchors"):
-            continue  # from data.caps / arena.anchor_elos (tested below)
+        if path in ("data.build.filters.cap", "analysis.anchors", "analysis.sims"):
+            continue  # from data.caps / arena.anchor_elos / arena.sims (tested below)
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             out += _leaves(hint, path + ".")
