@@ -82,13 +82,13 @@ class SearchScaling:
 
 
 def curve_sims(study: pd.DataFrame, sims: int | None = None) -> int:
-    """The N of the compute-Elo curves: ``sims`` when given (some checkpoint must be rated at
-    it); otherwise the one N every checkpoint of the registry is rated at. An error where the
-    registry cannot tell (several such N) or has none."""
+    """The N of the compute-Elo curves: ``sims`` when given (a registry with checkpoints must
+    rate some at it); otherwise the one N every checkpoint of the registry is rated at. An
+    error where the registry cannot tell (several such N)."""
     rated_at = pd.to_numeric(study["sims"]).astype(int)
     values = sorted({int(v) for v in rated_at})
     if sims is not None:
-        if sims not in values:
+        if values and sims not in values:
             raise ValueError(f"no checkpoint of the registry is rated at sims = {sims} ({values})")
         return sims
     if len(values) <= 1:

@@ -5,6 +5,7 @@ compute-Elo curves without them, and the report's "Elo against test-time simulat
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,10 @@ def test_variants_are_rated_in_the_one_fit_but_kept_out_of_the_curves(tmp_path: 
     with pytest.raises(ValueError, match="rated at sims = 4"):
         curve_sims(registry, 4)
     assert curve_sims(registry) == 8  # the one N every checkpoint has
+    last = registry[registry["checkpoint"].str.endswith("@4")]  # each at every N: ambiguous
+    with pytest.raises(ValueError, match="name the compute-Elo curves' N"):
+        curve_sims(last)
+    assert curve_sims(last, 2) == 2 and curve_sims(registry.iloc[:0], 8) == 8
     curves, search = split_by_sims(registry, 8)
     assert len(curves) == 12 and set(curves["sims"]) == {8}
     assert search.checkpoints == ["sup-10k@4", "sup-30k@4", "sup-100k@4"]
@@ -261,3 +266,31 @@ def test_the_report_shows_elo_against_n_with_the_players_and_says_why_not_withou
     assert not list(out.glob("elo_vs_test_time_sims.*"))
     fits = json.loads((out / "fits.json").read_text())
     assert fits["test_time"]["checkpoints"] == [] and "test_time_sims" in fits["test_time"]["why"]
+
+
+@pytest.mark.slow
+def test_a_real_run_s_arena_players_at_the_study_s_n_and_the_variants(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """The arena phase's player list from a real run directory: the evaluated checkpoints at
+    ``sims``, then its last checkpoint at the other N, with the same identity and FLOPs."""
+    run = tmp_path / "study" / "runs" / "cap1500-10k"
+    shutil.copytree(tiny_run, run)  # a copy whose record names the cap it was trained below
+    config = json.loads((run / "config.json").read_text())
+    config["info"] |= {"cap": 1500, "size": "10k"}
+    (run / "config.json").write_text(json.dumps(config))
+    toml = tmp_path / "s.toml"
+    toml.write_text("[arena]\nsims = 2\ncheckpoints_per_run = 2\ntest_time_sims = [0, 2, 8]\n")
+    cfg = load_study_config(toml)
+    rows = study_plan.arena_rows(run, cfg)
+    main = study_plan.main_rows(rows, 2)
+    assert len(main) == 2 and [r.sims for r in rows[2:]] == [0, 8]
+    last = main[-1]
+    assert all(r.checkpoint == last.checkpoint and r.flops == last.flops for r in rows[2:])
+    assert [r.agent for r in rows[2:]] == [last.checkpoint, f"{last.checkpoint}-s8"]
+    wd = Workdir(root=tmp_path / "study")
+    (chain,) = study_plan.variant_chains(rows, wd)
+    assert [a.sims for a in chain] == [0, 2, 8] and {a.checkpoint for a in chain} == {
+        last.checkpoint
+    }
+    assert [a.name for a in chain] == [rows[2].agent, last.agent, rows[3].agent]
