@@ -80,7 +80,9 @@ def game_end_table(run: Path) -> str:
         sums = [sum(int(r.get(k, 0)) for r in part) for k in ENDS]
         would, false = sums[ENDS.index("would_resign")], sums[ENDS.index("false_resignations")]
         rate = f"{false / would:.1%}" if would else "n/a"
-        length = np.mean([r["game_length"] for r in part]) if part else float("nan")
+        done = [(r["game_length"], r["games"]) for r in part if r.get("game_length") is not None]
+        games = sum(n for _, n in done)  # continuous self-play: iterations may finish no game
+        length = sum(x * n for x, n in done) / games if games else float("nan")
         out.append([name, str(len(part)), *map(str, sums), rate, f"{length:.0f}"])
     head = ["iterations", "n", *ENDS, "false resign rate", "mean plies"]
     return "\n### Self-play game ends\n\n" + table(head, out)

@@ -174,6 +174,8 @@ def _game_offsets(data: bytes) -> list[tuple[int, int]]:
     while (i := data.find(b"\n\n[Event ", pos)) >= 0:
         starts.append(i + 2)
         pos = i + 2
+    if not starts:  # an empty log (every game dropped by keep_players), or no game in it
+        return []
     return list(zip(starts, [*starts[1:], len(data)], strict=True))
 
 

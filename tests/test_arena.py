@@ -185,6 +185,10 @@ def test_a_log_keeps_only_the_games_of_the_current_players(tmp_path: Path) -> No
     assert recover_log(log) == {games[0].game_id, games[2].game_id}
     assert keep_players(log, ["a-s8", "b-s8", "random"]) == 0  # nothing more to drop
     assert keep_players(tmp_path / "absent.pgn", ["a"]) == 0
+    # every game dropped: the log is empty, and reading or filtering it again works
+    assert keep_players(log, ["z"]) == 2
+    assert log.read_bytes() == b"" and recover_log(log) == set()
+    assert keep_players(log, ["z"]) == 0
 
 
 def test_log_recovery_truncates_only_a_partial_last_game(tmp_path: Path) -> None:
