@@ -9,7 +9,10 @@ A study's analysis from a script::
     result = analyze(study, reps)                                # frontier, fits, comparisons
     print(result.comparison_table())
 
-or ``write_report(workdir)`` for the HTML report (``elocap report WORKDIR``).
+or ``write_report(workdir)`` for the HTML report (``elocap report WORKDIR``). A registry that
+also rates checkpoints at other test-time simulations N (``[arena] test_time_sims``) is taken
+apart first: ``curves, search = split_by_sims(study, sims)``, the curves at one N, ``search`` a
+``SearchScaling`` of Elo against N.
 """
 
 from analysis.compare import SWITCH_METHODS, AnalysisConfig, StudyAnalysis, analyze
@@ -39,11 +42,13 @@ from analysis.registry import (
     write_ratings,
 )
 from analysis.report import REPLICATE_SOURCES, ReportConfig, run_analysis, write_report
+from analysis.search_scaling import POINT_COLUMNS, SearchScaling, curve_sims, split_by_sims
 
 __all__ = [
     "DEFAULT_ANCHOR",
     "FIGURES",
     "FORMS",
+    "POINT_COLUMNS",
     "RATING_MODELS",
     "REGIMES",
     "REPLICATE_SOURCES",
@@ -56,11 +61,13 @@ __all__ = [
     "Games",
     "RatingTable",
     "ReportConfig",
+    "SearchScaling",
     "SlopeComparison",
     "StudyAnalysis",
     "analyze",
     "bootstrap_ratings",
     "compare_slopes",
+    "curve_sims",
     "fit_batch",
     "fit_curve",
     "fit_ratings",
@@ -77,6 +84,7 @@ __all__ = [
     "replicates_from_games",
     "replicates_from_intervals",
     "run_analysis",
+    "split_by_sims",
     "write_checkpoints",
     "write_figures",
     "write_ratings",

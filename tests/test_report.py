@@ -26,14 +26,8 @@ from analysis.registry import (
     replicates_from_games,
     write_checkpoints,
 )
-from analysis.report import (
-    ReportConfig,
-    fmt_estimate,
-    headline,
-    read_headline,
-    run_analysis,
-    write_report,
-)
+from analysis.report import ReportConfig, read_headline, run_analysis, write_report
+from analysis.report_text import fmt_estimate, headline
 from analysis.scale import Bridge, BridgeRatings, place_cap
 from jobs import cmd_analysis
 
@@ -403,3 +397,23 @@ def test_cap_interval_covers_the_planted_truth() -> None:
         covered += e.lo <= 600.0 <= e.hi
     assert 0.85 <= covered / reps <= 0.97, covered / reps
     assert place_cap(1500.0, None).why.startswith("no bridge")
+
+
+def test_the_analysis_package_exports_each_public_name_once() -> None:
+    """``analysis/__init__.py`` imports its public names and lists them in ``__all__``: the two
+    must agree (a name imported but not listed, or listed but not there, fails), and the
+    test-time search's names are among them."""
+    import types
+
+    import analysis
+    from analysis import search_scaling
+
+    assert len(set(analysis.__all__)) == len(analysis.__all__)
+    bound = {
+        name
+        for name, value in vars(analysis).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(analysis.__all__) == bound
+    for name in ("POINT_COLUMNS", "SearchScaling", "curve_sims", "split_by_sims"):
+        assert getattr(analysis, name) is getattr(search_scaling, name)
