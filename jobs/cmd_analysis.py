@@ -37,6 +37,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--level", type=float, default=0.90, help="level of the fitted intervals")
     p.add_argument("--alpha", type=float, default=0.10, help="level of the change-of-slope test")
+    p.add_argument(
+        "--sims",
+        type=int,
+        metavar="N",
+        help="the compute-Elo curves' N: they take the checkpoints rated at N simulations (a "
+        "study's arena.sims), the players at other N are reported as test-time search; needed "
+        "where the registry rates every checkpoint at several N (default: the one N every "
+        "checkpoint has)",
+    )
 
 
 def _config(a: argparse.Namespace) -> ReportConfig:
@@ -52,6 +61,7 @@ def _config(a: argparse.Namespace) -> ReportConfig:
             raise ValueError(f"--anchor wants NAME=ELO, got {text!r}") from None
         if not sep or not name.strip():
             raise ValueError(f"--anchor wants NAME=ELO, got {text!r}")
+    _check_sims(a.workdir, a.sims)
     return ReportConfig(
         replicates=a.replicates,
         rating_model=a.rating_model,
@@ -59,8 +69,21 @@ def _config(a: argparse.Namespace) -> ReportConfig:
         n_replicates=a.bootstrap,
         seed=a.seed,
         rating_level=a.rating_level,
+        sims=a.sims,
         analysis=AnalysisConfig(level=a.level, alpha=a.alpha),
     )
+
+
+def _check_sims(workdir: Path, sims: int | None) -> None:
+    """The curves' N against the registry, so that an N it does not have, or a registry that
+    cannot tell its N, is a one-line error naming ``--sims``."""
+    from analysis.registry import load_checkpoints
+    from analysis.search_scaling import curve_sims
+
+    try:
+        curve_sims(load_checkpoints(workdir), sims)
+    except ValueError as e:
+        raise ValueError(f"--sims: {e}") from None
 
 
 def _fit(a: argparse.Namespace) -> int:

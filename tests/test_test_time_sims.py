@@ -5,6 +5,7 @@ compute-Elo curves without them, and the report's "Elo against test-time simulat
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,12 +15,19 @@ import pytest
 
 from analysis.compare import analyze
 from analysis.ratings import fit_ratings, read_pgn_results
-from analysis.registry import load_ratings, load_study, ratings_path, write_checkpoints
+from analysis.registry import (
+    load_checkpoints,
+    load_ratings,
+    load_study,
+    ratings_path,
+    write_checkpoints,
+)
 from analysis.report import ReportConfig, run_analysis, write_report
 from analysis.search_scaling import curve_sims, split_by_sims
 from elocap.execution import InlineExecutor
 from elocap.workdir import CheckpointRow, Workdir
 from jobs import study_plan
+from jobs.cli import main as cli_main
 from jobs.study_config import ArenaStage, load_study_config
 from mcts.agents import MixedAgent, NetworkAgent, parse_agent
 from mcts.arena import ArenaConfig
@@ -27,7 +35,7 @@ from mcts.games import recover_log
 from mcts.openings import eco_openings
 from mcts.scheduler import ScheduleConfig, active_round, run_active
 from tests.conftest import debian_tool
-from tests.test_report import play_games
+from tests.test_report import _cli, play_games
 
 # --- the config -------------------------------------------------------------------------------
 
@@ -294,3 +302,35 @@ def test_a_real_run_s_arena_players_at_the_study_s_n_and_the_variants(
         last.checkpoint
     }
     assert [a.name for a in chain] == [rows[2].agent, last.agent, rows[3].agent]
+
+
+def test_the_report_command_takes_the_curves_n_and_names_sims_where_it_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``elocap report --sims N``: a registry that rates every checkpoint at every N cannot tell
+    its curves' N, so it must be told; an N the registry does not have is a one-line error
+    naming the option (exit status 2), not an empty curve."""
+    root = _study_with_variants(tmp_path / "study")
+    registry = load_checkpoints(root)
+    write_checkpoints(root, registry[registry["checkpoint"].str.endswith("@4")])  # each at every N
+    for argv, message in (
+        ([], r"--sims: the registry rates checkpoints at sims \[0, 2, 8, 32\]: name the"),
+        (["--sims", "4"], r"--sims: no checkpoint of the registry is rated at sims = 4 \(\[0, 2,"),
+    ):
+        assert cli_main(["report", str(root), "--replicates", "none", *argv]) == 2
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"elocap: error: {message}[^\n]*\n", err), err
+    out = tmp_path / "report"
+    printed = _cli(["report", str(root), "--out", str(out), "--replicates", "none", "--sims", "2"])
+    assert Path(printed.strip()) == out / "index.html"
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["checkpoints"] == 3 and fits["test_time"]["curve_sims"] == 2
+    assert [c["checkpoint"] for c in fits["test_time"]["checkpoints"]] == [
+        "sup-10k@4",
+        "sup-30k@4",
+        "sup-100k@4",
+    ]
+    text = (out / "index.html").read_text()
+    assert "The compute-Elo curves and fits above use only N = 2" in text
+    fitted = json.loads(_cli(["fit", str(root), "--json", "--replicates", "none", "--sims", "32"]))
+    assert fitted["test_time"]["curve_sims"] == 32 and fitted["checkpoints"] == 3
