@@ -3,13 +3,18 @@ bound), disk and device time at a stated rate (``elocap study plan``, ``elocap s
 
 The rates are assumptions, printed with every estimate: on GPUs, 30% of an H100's bf16 peak per
 GPU; on TPUs, 30% of a v5e chip's bf16 peak per chip; on CPUs, the 1e10 FLOP/s measured for a
-30k model on one core of this project's 2-core machine (BENCHMARKS.md).
+30k model on one core of this project's 2-core machine (BENCHMARKS.md). The arena's time is its
+network's FLOPs at that rate, which compilation (per model, N and batch) and search on small
+batches add to: tiny.toml's arena, at most 864 games and about 5 min by this count, played 544
+games in 8-10 min (BENCHMARKS.md 10b); on smoke.toml, test_time_sims = [0, 16] (at most 64
+more games, about 13 s by this count) added 44 games and took arena-supervised from 48 s to
+341 s on loaded cores (README).
 """
 
 from __future__ import annotations
 
 from elocap.execution import Resources
-from jobs.study_config import StudyConfig
+from jobs.study_config import ArenaStage, StudyConfig
 
 UTILISATION = 0.3
 CPU_FLOPS = 1e10  # per core, measured (30k model, batch 128)
@@ -63,11 +68,62 @@ def cost_lines(cfg: StudyConfig) -> list[str]:
             f"{_time(sp_flops / sp_rate)} one after the other if the learner's {sp_basis} "
             "bound it (search on the actors adds to it)"
         )
-    a, s = cfg.arena, cfg.arena.schedule
-    agents = (len(grid) + n_sp) * a.checkpoints_per_run
-    games = s.max_rounds * agents * (2 * s.neighbours + 1) * s.games_per_pair
-    lines.append(
-        f"arena: {agents} checkpoints at {a.sims} simulations, at most {games} games "
-        f"({s.max_rounds} rounds x {2 * s.neighbours + 1} opponents x {s.games_per_pair} games)"
-    )
+    # the arena rates every run's checkpoints; self-play continues the largest supervised model
+    largest = max(sw.sizes, key=lambda s: NAMED_SIZES[s].width * NAMED_SIZES[s].depth)
+    lines += arena_lines(cfg.arena, [size for _, size, _ in grid] + [largest] * n_sp)
+    return lines
+
+
+def arena_lines(a: ArenaStage, sizes: list[str]) -> list[str]:
+    """The arena's players, games (an upper bound) and network time: a line for the players at
+    the study's N (``arena.sims``), and one for the test-time players (``arena.test_time_sims``)
+    where there are any. ``sizes``: the model size of every run the arena rates.
+
+    Each round, every uncertain player plays ``2 neighbours + 1`` opponents (its neighbours in
+    rating and the nearest anchor) and a test-time player also the next player of its
+    checkpoint's chain in N; a game's side at N evaluates the network N + 1 times a move (the
+    root and N simulations), at most ``ceil(move_cap / 2)`` moves, against an opponent at most
+    at the largest N and size."""
+    from scaling.flops import forward_flops_per_position
+    from scaling.model import NAMED_SIZES
+
+    s = a.schedule
+    forward = {size: forward_flops_per_position(NAMED_SIZES[size]) for size in sizes}
+    other_n = sorted(n for n in a.test_time_sims if n != a.sims)
+    top_n, top = max([a.sims, *other_n]), max(forward.values(), default=0.0)
+    moves = -(-a.games.move_cap // 2)
+    rate, basis = _rate(a.games.resources)
+    rate *= a.games.workers
+    basis = f"{a.games.workers} workers x {basis}"
+
+    def network(games_per_player: int, players: list[tuple[int, str]]) -> str:
+        """At most this many network FLOPs, and their time: ``players`` as (N, size)."""
+        flops = sum(
+            games_per_player * moves * ((n + 1) * forward[size] + (top_n + 1) * top)
+            for n, size in players
+        )
+        return (
+            f"at most {flops:.2g} network FLOPs, about {_time(flops / rate)} on {basis} if the "
+            "network bound it (compiling each model and N, and host search, add to it)"
+        )
+
+    opponents = 2 * s.neighbours + 1
+    per_player = s.max_rounds * opponents * s.games_per_pair
+    main = [(a.sims, size) for size in sizes for _ in range(a.checkpoints_per_run)]
+    lines = [
+        f"arena: {len(main)} checkpoints at {a.sims} simulations, at most "
+        f"{len(main) * per_player} games ({s.max_rounds} rounds x {opponents} opponents x "
+        f"{s.games_per_pair} games); {network(per_player, main)}"
+    ]
+    if other_n:
+        picked = {"last": 1, "all": a.checkpoints_per_run}[a.test_time_checkpoints]
+        variants = [(n, size) for size in sizes for _ in range(picked) for n in other_n]
+        per_variant = s.max_rounds * (opponents + 1) * s.games_per_pair
+        lines.append(
+            f"arena, test-time search: {len(variants)} players ({len(sizes) * picked} "
+            f"checkpoints ({a.test_time_checkpoints!r}) x N in {other_n}), at most "
+            f"{len(variants) * per_variant} more games ({s.max_rounds} rounds x "
+            f"{opponents + 1} opponents x {s.games_per_pair} games); "
+            f"{network(per_variant, variants)}"
+        )
     return lines

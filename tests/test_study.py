@@ -55,6 +55,64 @@ def test_the_cost_of_a_study_before_it_runs() -> None:
     assert any(line.startswith("arena: ") and "at most" in line for line in lines)
 
 
+def test_the_plan_counts_the_test_time_players_their_games_and_network_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[arena] test_time_sims`` adds its players (checkpoints x the N other than ``sims``), at
+    most their games (each round: 2 neighbours + 1 opponents, and the next of its chain in N)
+    and their network FLOPs to the plan; a study without them has no such line."""
+    import dataclasses
+
+    from jobs.cli import main
+    from jobs.study_cost import cost_lines
+    from scaling.flops import forward_flops_per_position
+    from scaling.model import NAMED_SIZES
+
+    tiny = load_study_config(TINY)
+    assert not [line for line in cost_lines(tiny) if "test-time" in line]
+
+    def with_arena(**fields: Any) -> list[str]:
+        return cost_lines(
+            dataclasses.replace(tiny, arena=dataclasses.replace(tiny.arena, **fields))
+        )
+
+    # tiny: 4 supervised runs and 2 self-play runs, 3 rounds x 8 games, neighbours = 1, sims 8
+    last = with_arena(test_time_sims=(0, 8, 32))[-1]
+    assert last.startswith(
+        "arena, test-time search: 12 players (6 checkpoints ('last') x N in [0, 32]), "
+        "at most 1152 more games (3 rounds x 4 opponents x 8 games); at most "
+    )
+    every = with_arena(test_time_sims=(0, 32), test_time_checkpoints="all")[-1]
+    assert "24 players (12 checkpoints ('all') x N in [0, 32]), at most 2304 more" in every
+
+    # by hand: one 10k run, 2 checkpoints at N = 0, its last also at N = 2; a game at the move
+    # cap is 100 moves a side, and every side is counted at the largest N (2): 3 evaluations
+    toml = tmp_path / "one.toml"
+    toml.write_text(
+        'name = "one"\n[data]\nsources = ["ladder"]\ncaps = [450]\n'
+        '[supervised]\nsizes = ["10k"]\nbudgets = [1e11]\n[selfplay]\nenabled = false\n'
+        "[arena]\nsims = 0\ncheckpoints_per_run = 2\ntest_time_sims = [0, 2]\n"
+        "[arena.games]\nmove_cap = 200\nworkers = 2\n"
+        "[arena.schedule]\nneighbours = 1\nmax_rounds = 3\ngames_per_pair = 8\n"
+    )
+    forward = forward_flops_per_position(NAMED_SIZES["10k"])
+    main_flops = 2 * (3 * 3 * 8) * 100 * (1 + 3) * forward  # players x games x moves x evals
+    variant_flops = 1 * (3 * 4 * 8) * 100 * (3 + 3) * forward
+    assert main(["study", "plan", str(toml), "--workdir", str(tmp_path / "wd")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    arena = [line for line in printed if line.startswith("arena")]
+    assert arena[0].startswith(
+        f"arena: 2 checkpoints at 0 simulations, at most 144 games (3 rounds x 3 opponents x 8 "
+        f"games); at most {main_flops:.2g} network FLOPs, about {main_flops / 2e10:.0f} s on 2 "
+        "workers x 1 CPU cores at 1e10 FLOP/s each if the network bound it"
+    )
+    assert arena[1].startswith(
+        "arena, test-time search: 1 players (1 checkpoints ('last') x N in [2]), at most 96 "
+        f"more games (3 rounds x 4 opponents x 8 games); at most {variant_flops:.2g} network "
+        f"FLOPs, about {variant_flops / 2e10:.0f} s on 2 workers"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_tiny_study_end_to_end_then_no_work(tmp_path: Path) -> None:
