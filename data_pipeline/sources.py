@@ -1,5 +1,8 @@
 """PGN sources: files (PGN, zstd, bz2, gzip, told by magic bytes), `-` (stdin), folders, globs and
 `lichess:YYYY-MM` (downloaded once, resumably, never half-written), opened as decompressed streams.
+A spec may name environment variables as `${NAME}` (`expand_spec`): `${ELOCAP_DATA}/lichess` is
+the Lichess folder of the shared data, wherever it lies, and a study config that says so runs
+unchanged on every machine.
 
 Streams hash the raw bytes (SHA-256, as Lichess's checksums) and feed decoders 64 KiB at a time.
 Decoders are `decompressobj`s, whose `eof` tells a complete stream from a truncated one
@@ -21,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
@@ -42,6 +45,11 @@ _FOREIGN = {b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip", b"7z\xbc\xaf": "7z", b"
 
 # "auto" only for a stdin that cannot be peeked: `HashingStream.compression` tells, once opened.
 Compression = Literal["none", "zstd", "bz2", "gzip", "auto"]
+
+DATA_ENV = "ELOCAP_DATA"  # the real-data folder (SOURCES.md), for `${ELOCAP_DATA}` in a spec
+# where it lies when the variable is unset: shared/data beside the project's checkout
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].joinpath("shared", "data")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class SourceError(Exception):
@@ -275,6 +283,32 @@ def open_source(source: Source) -> HashingStream:
         raise
 
 
+def expand_spec(
+    spec: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Path] | None = None,
+) -> str:
+    """`spec` with every `${NAME}` replaced by the environment variable NAME (`environ`, default
+    `os.environ`); an unset or empty variable takes its default folder (`defaults`, by default
+    `${ELOCAP_DATA}` -> `DEFAULT_DATA_DIR`) when that folder exists, and is otherwise a
+    one-line `SourceError` naming the spec and the variable."""
+    env = os.environ if environ is None else environ
+    fallback = {DATA_ENV: DEFAULT_DATA_DIR} if defaults is None else defaults
+
+    def value(m: re.Match[str]) -> str:
+        name = m[1]
+        if env.get(name):
+            return env[name]
+        folder = fallback.get(name)
+        if folder is not None and folder.is_dir():
+            return str(folder)
+        why = f"its default {folder} does not exist" if folder is not None else "it has no default"
+        raise SourceError(f"source {spec!r}: ${name} is not set and {why}; set {name}")
+
+    return _VARIABLE.sub(value, spec)
+
+
 def resolve_sources(
     specs: Sequence[str],
     *,
@@ -284,10 +318,11 @@ def resolve_sources(
     progress: bool = True,
     allow_empty: bool = False,
 ) -> list[Source]:
-    """Expand specs into sources, in order, without repeats, downloading Lichess dumps if needed;
-    `allow_empty` lets a folder or pattern contribute nothing (and the whole list be empty)."""
+    """Expand specs (`${NAME}` first, `expand_spec`) into sources, in order, without repeats,
+    downloading Lichess dumps if needed; `allow_empty` lets a folder or pattern contribute
+    nothing (and the whole list be empty)."""
     out: dict[str, Source] = {}
-    for spec in specs:
+    for spec in map(expand_spec, specs):
         if spec == "-":
             found = [_stdin_source()]
         elif spec.startswith("lichess:"):

@@ -19,9 +19,11 @@ import pytest
 import zstandard
 
 from data_pipeline.sources import (
+    DEFAULT_DATA_DIR,
     Compression,
     Source,
     SourceError,
+    expand_spec,
     file_digest,
     open_source,
     resolve_sources,
@@ -167,6 +169,38 @@ def test_stdin_through_a_real_pipe(pgn: bytes) -> None:
     )  # fmt: skip
     expected = f"<stdin> gzip {len(pgn)} {len(data)} {hashlib.sha256(data).hexdigest()}"
     assert done.stdout.decode().split() == expected.split()
+
+
+def test_data_variable_expands_from_the_environment_or_its_default(
+    pgn: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${ELOCAP_DATA}` in a spec is the environment's data folder, or the shared folder beside
+    the checkout when unset; a variable that is unset with no folder to fall back on is one
+    line naming the spec and the variable, and text without `${...}` is left alone."""
+    write(tmp_path / "lichess" / "a.pgn", pgn)
+    monkeypatch.setenv("ELOCAP_DATA", str(tmp_path))
+    [found] = resolve_sources(["${ELOCAP_DATA}/lichess"])
+    assert found.path == (tmp_path / "lichess" / "a.pgn").resolve()
+    assert expand_spec("$ELOCAP_DATA/x-${ELOCAP_DATA}") == f"$ELOCAP_DATA/x-{tmp_path}"
+    monkeypatch.delenv("ELOCAP_DATA")
+    if DEFAULT_DATA_DIR.is_dir():  # this checkout has shared/data beside it
+        assert Path(expand_spec("${ELOCAP_DATA}/lichess")) == DEFAULT_DATA_DIR / "lichess"
+    else:
+        with pytest.raises(SourceError, match="ELOCAP_DATA is not set"):
+            expand_spec("${ELOCAP_DATA}/lichess")
+    absent = tmp_path / "absent"
+    with pytest.raises(SourceError) as err:
+        expand_spec("${ELOCAP_DATA}/lichess", environ={}, defaults={"ELOCAP_DATA": absent})
+    assert str(err.value) == (
+        f"source '${{ELOCAP_DATA}}/lichess': $ELOCAP_DATA is not set and its default {absent} "
+        "does not exist; set ELOCAP_DATA"
+    )
+    with pytest.raises(SourceError, match=r"\$ELOCAP_NO_SUCH is not set and it has no default"):
+        resolve_sources(["${ELOCAP_NO_SUCH}/games.pgn"])
+    empty = {"ELOCAP_DATA": ""}  # an empty variable is unset: the default applies
+    assert expand_spec("${ELOCAP_DATA}", environ=empty, defaults={"ELOCAP_DATA": tmp_path}) == str(
+        tmp_path
+    )
 
 
 # --- truncation and corruption ------------------------------------------------------------
