@@ -168,6 +168,16 @@ def anchor_elos(cfg: StudyConfig) -> dict[str, float]:
     return {**fixed, **dict(cfg.arena.anchor_elos)}
 
 
+def anchor_ladder(cfg: StudyConfig, phase: str) -> list[AgentSpec]:
+    """The anchors that play each other in ``phase`` (``[arena.schedule] anchor_games``, in the
+    order ``arena.anchors`` lists them): all of them in the supervised phase, whose log later
+    phases rate on, none elsewhere (their games are played once)."""
+    if phase != "supervised" or not cfg.arena.schedule.anchor_games:
+        return []
+    anchors = [parse_agent(s) for s in cfg.arena.anchors]
+    return anchors if len(anchors) > 1 else []
+
+
 def ladder_log(cfg: StudyConfig, wd: Workdir) -> list[Path]:
     """The ladder's rating games (an arena log of the study's pool) when it is a source."""
     return [wd.arena_log("ladder")] if "ladder" in cfg.data.sources else []

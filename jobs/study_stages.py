@@ -163,6 +163,9 @@ def _arena_phase(
     pgn = wd.arena_log(phase)
     agents = plan.agents_of(rows, wd)
     pool = [*(parse_agent(s) for s in cfg.arena.anchors), *plan.ladder_partners(cfg), *partners]
+    # the anchors' own games ([arena.schedule] anchor_games), once: in the first phase's log,
+    # which every later phase rates on as its history
+    among = plan.anchor_ladder(cfg, phase)
     # a log left by another arena config (other simulations, other checkpoints) keeps only the
     # games between this phase's players; the rest would be rated as if they belonged here
     dropped = keep_players(pgn, [a.name for a in (*agents, *pool)])
@@ -177,9 +180,12 @@ def _arena_phase(
         anchor_elos=plan.anchor_elos(cfg),
         history=[p for p in plan.rating_logs(cfg, wd) if p != pgn],
         chains=plan.variant_chains(rows, wd),
+        ladder=among,
         progress=False,
     )
-    summary = {"agents": len(rows), "rounds": len(reports), "games": len(recover_log(pgn))}
+    rounds = len(reports) - int(bool(among))
+    summary = {"agents": len(rows), "rounds": rounds, "games": len(recover_log(pgn))}
+    summary |= {"anchor_games": reports[0].played + reports[0].skipped} if among else {}
     variants = len(rows) - len(plan.main_rows(rows, cfg.arena.sims))
     summary |= {"test_time_players": variants} if variants else {}
     return summary | ({"dropped_other_config_games": dropped} if dropped else {})

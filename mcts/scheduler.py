@@ -3,6 +3,12 @@ many checkpoints that adds games where ratings are least certain (after Jones's 
 
 Colours alternate over the opening suite: a pairing's games 2k and 2k+1 both start from opening
 k, one with each colour. Rounds number repeated passes over the suite, so every GameId differs.
+
+Anchors meet only the agents being rated, unless the schedule plays ``anchor_games``: then, once,
+before the first round, each anchor plays the next ``anchor_span`` anchors in the order listed
+(``anchor_ladder``), so a pool whose anchors climb from the random mover to Stockfish levels in
+steps (mixed players between them) is connected through the anchors themselves, and the
+bridges' arena ratings do not hang on checkpoints far below them.
 """
 
 from __future__ import annotations
@@ -59,6 +65,24 @@ def round_robin(
     ]
 
 
+def anchor_ladder(
+    anchors: Sequence[AgentSpec], openings: Sequence[Opening], games_per_pair: int, span: int
+) -> list[GameJob]:
+    """The games among anchors listed in order of strength: each meets the next ``span``
+    anchors, ``games_per_pair`` games a pairing (colours alternated over the openings)."""
+    names = [a.name for a in anchors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"anchor names must be distinct: {names}")
+    if span < 1:
+        raise ValueError(f"anchor_span must be >= 1, got {span}")
+    return [
+        job
+        for i, a in enumerate(anchors)
+        for b in anchors[i + 1 : i + 1 + span]
+        for job in pairing_games(a, b, openings, games_per_pair)
+    ]
+
+
 def active_round(
     agents: Sequence[AgentSpec],
     ratings: Mapping[str, tuple[float, float, float]],
@@ -70,6 +94,7 @@ def active_round(
     games_per_pair: int = 4,
     round_index: int,
     chains: Sequence[Sequence[AgentSpec]] = (),
+    unrated_elo: float | None = None,
 ) -> list[GameJob]:
     """The next games of an adaptive schedule. ``ratings``: name -> (rating, lower, upper) from
     the last fit; an agent with no rating yet counts as infinitely uncertain and is placed at the
@@ -78,7 +103,9 @@ def active_round(
     nearest agents by rating (on each side) and the nearest anchor. ``chains``: sequences of
     agents (one checkpoint at increasing test-time simulations) whose consecutive members also
     play each other while either one's interval is wider than ``target_width``, so each is
-    compared directly with its neighbours in N whatever their ratings."""
+    compared directly with its neighbours in N whatever their ratings. ``unrated_elo``, when
+    given, is where an agent with no rating yet is placed instead (a pool whose anchors climb
+    far above the agents: they start next to the weakest, not at the anchors' mean)."""
     pool = list(dict.fromkeys([*anchors, *agents]))
     missing = [a.name for chain in chains for a in chain if a not in pool]
     if missing:
@@ -88,6 +115,8 @@ def active_round(
     rated_anchors = [ratings[a.name][0] for a in anchors if a.name in ratings]
     known = rated_anchors or [r[0] for r in ratings.values()]
     centre = float(np.mean(known)) if known else 0.0
+    if unrated_elo is not None:
+        centre = unrated_elo
 
     def estimate(a: AgentSpec) -> tuple[float, float]:
         r = ratings.get(a.name)
@@ -132,12 +161,20 @@ class ScheduleConfig:
     max_rounds: int = 2  # rounds at most
     neighbours: int = 1  # nearest agents by rating each uncertain agent plays per round
     games_per_pair: int = 4  # games per pairing and round (colours alternate)
+    # games per pairing among the anchors (each with the next anchor_span ones as listed,
+    # weakest first), played once before the first round (0: anchors meet only the agents)
+    anchor_games: int = 0
+    anchor_span: int = 1
+    # Elo at which an agent with no rating yet starts (None: the rated anchors' mean)
+    unrated_elo: float | None = None
 
     def __post_init__(self) -> None:
         if not self.target_width > 0 or self.max_rounds < 1:
             raise ValueError("arena target_width must be > 0 and max_rounds >= 1")
         if self.neighbours < 0 or self.games_per_pair < 1:
             raise ValueError("arena neighbours must be >= 0 and games_per_pair >= 1")
+        if self.anchor_games < 0 or self.anchor_span < 1:
+            raise ValueError("arena anchor_games must be >= 0 and anchor_span >= 1")
 
 
 def run_active(
@@ -152,30 +189,48 @@ def run_active(
     anchor_elos: Mapping[str, float] | None = None,
     history: Sequence[Path] = (),
     chains: Sequence[Sequence[AgentSpec]] = (),
+    ladder: Sequence[AgentSpec] = (),
     progress: bool = True,
 ) -> list[TournamentReport]:
     """Adaptive tournament: rounds of ``active_round`` until every agent's 90% interval is at
     most ``schedule.target_width`` Elo wide or ``schedule.max_rounds`` rounds are played;
-    ``chains`` as in ``active_round``.
+    ``chains`` as in ``active_round``. With ``schedule.anchor_games``, the anchors of
+    ``ladder`` (in order of strength) first play ``anchor_ladder``'s games, and every round is
+    planned with them (the first report is theirs).
     Ratings are fitted on this log and the ``history`` logs (earlier phases whose agents are
     partners here). Resumable: rounds are recomputed from the logs, whose games are never
     replayed."""
-    from analysis.ratings import fit_ratings, read_pgn_results
+    from analysis.ratings import DisconnectedPoolError, fit_ratings, read_pgn_results
 
     reports = []
+    among = {a.name for a in ladder} if schedule.anchor_games and len(ladder) > 1 else set()
+    if among:
+        jobs = anchor_ladder(ladder, openings, schedule.anchor_games, schedule.anchor_span)
+        reports.append(run_tournament(jobs, pgn_path, cfg, executor, progress=progress))
     for rnd in range(schedule.max_rounds):
         ratings: dict[str, tuple[float, float, float]] = {}
         logs = [p for p in (*history, pgn_path) if p.exists()]
 
         def before(path: Path, headers: Any, rnd: int = rnd) -> bool:
-            """A round is planned from the games of the rounds before it (and the history),
-            never from its own or later games a resumed log already holds."""
-            return path != pgn_path or _round_of(headers.get("GameId", "")) < rnd * ROUND_STRIDE
+            """A round is planned from the games of the rounds before it, the anchors' games
+            (played before the first) and the history, never from its own or later games a
+            resumed log already holds."""
+            if path != pgn_path or {headers.get("White"), headers.get("Black")} <= among:
+                return True
+            return _round_of(headers.get("GameId", "")) < rnd * ROUND_STRIDE
 
         if logs:
             games, _ = read_pgn_results(logs, keep=before)
             if len(games.white):
-                table = fit_ratings(games, "ordo", anchors=dict(anchor_elos or {}) or None)
+                fixed = dict(anchor_elos or {}) or None
+                try:
+                    table = fit_ratings(games, "ordo", anchors=fixed)
+                except DisconnectedPoolError:
+                    # a group that has lost (or won) every game so far, e.g. new agents that
+                    # met only anchors far above them: Ordo's ratings diverge, BayesElo's prior
+                    # of virtual draws keeps them finite, enough to plan the next games (the
+                    # study's ratings fit still refuses a pool that stays split)
+                    table = fit_ratings(games, "bayeselo", anchors=fixed)
                 ratings = {
                     str(n): (float(r), float(lo), float(hi))
                     for n, r, lo, hi in zip(
@@ -192,6 +247,7 @@ def run_active(
             games_per_pair=schedule.games_per_pair,
             round_index=rnd,
             chains=chains,
+            unrated_elo=schedule.unrated_elo,
         )
         if not jobs:
             break
