@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 
 from elocap.files import atomic_write_text
 from mcts.replay_buffer import ReplayBuffer
+from mcts.resign import ResignCalibrator
 from mcts.run_config import SelfPlayRunConfig, planned_steps
 from mcts.selfplay import game_ends
 from mcts.stream import Stream
@@ -127,6 +128,18 @@ class Learner:
         self.replay = ReplayBuffer.empty(
             cfg.replay_capacity, cfg.replay_games, cfg.value_target_mix
         )
+        self.resign: ResignCalibrator | None = None  # the calibrated threshold (mcts.resign)
+        if cfg.resign_value is not None and cfg.resign_calibrate:
+            self.resign = ResignCalibrator(
+                target=cfg.resign_target,
+                window=cfg.resign_window,
+                min_events=cfg.resign_min_events,
+                value=cfg.resign_value,
+            )
+
+    def resign_value(self) -> float | None:
+        """The resignation threshold in force (None: resignation off)."""
+        return self.resign.value if self.resign is not None else self.cfg.resign_value
 
     def train(self, rng: np.random.Generator, steps: int) -> dict[str, float]:
         metrics: Any = {}
@@ -201,6 +214,8 @@ def restore(
         ),
     )
     learner.state = restored.state["train"]
+    if learner.resign is not None:
+        learner.resign.load(restored.state["resign"])
     if stream is not None:
         stream.load(restored.state["stream"])
     for name, value in restored.state["replay"].items():
@@ -229,6 +244,10 @@ def absorb(
     p.iteration += 1
     before = p.flops
     p.generated += learner.replay.add(traj)
+    played_at = learner.resign_value()  # the threshold these games were played with
+    if learner.resign is not None:
+        learner.resign.add(traj)
+        learner.resign.update()
     p.flops += evaluations * learner.eval_flops
     steps = max(0, int(cfg.replay_ratio * p.generated) - p.trained) // cfg.train_batch
     rng = np.random.default_rng([cfg.seed, p.iteration])
@@ -238,6 +257,7 @@ def absorb(
     step = int(learner.state.step)
     searched = evaluations // (cfg.search.num_simulations + 1)
     row = _row(p.iteration, step, p.flops, traj, cfg.resign_value is not None, metrics, searched)
+    row["resign_value"], row["resign_value_next"] = played_at, learner.resign_value()
     files.metrics.write(row)
     files.milestone(p.iteration, learner.state.params, step, before, p.flops)
     if p.iteration % cfg.resume_every == 0 or p.flops >= end:
@@ -302,6 +322,8 @@ def _loop_tree(learner: Learner, key: jax.Array, stream: Stream | None) -> dict[
         "replay": learner.replay.arrays(),
         "key": jax.random.key_data(key),
     }
+    if learner.resign is not None:
+        tree["resign"] = learner.resign.arrays()
     return tree if stream is None else {**tree, "stream": stream.tree()}
 
 

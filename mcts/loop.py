@@ -76,7 +76,7 @@ def run_selfplay(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, 
 
 def _run_local(cfg: SelfPlayRunConfig, show: bool) -> dict[str, Any]:
     from mcts.selfplay import network_evaluations, play_games
-    from mcts.stream import Stream
+    from mcts.stream import Stream, cfg_resign
 
     start = starting_point(cfg)
     write_config(cfg, start)
@@ -85,12 +85,15 @@ def _run_local(cfg: SelfPlayRunConfig, show: bool) -> dict[str, Any]:
     stream = None
     if cfg.continuous:
         stream = Stream(learner.net, sp, iteration_plies(cfg), jax.random.key(cfg.seed + 2))
-    batch = jax.jit(lambda params, key: play_games(learner.net, params, key, sp))
+    batch = jax.jit(
+        lambda params, key, resign: play_games(learner.net, params, key, sp, resign_value=resign)
+    )
 
     def play(params: Any, key: jax.Array) -> tuple[Any, int]:
+        resign = learner.resign_value()  # the calibrated threshold in force
         if stream is not None:
-            return stream.play(params, key)
-        traj = batch(params, key)
+            return stream.play(params, key, resign)
+        traj = batch(params, key, cfg_resign(sp, resign))
         return traj, network_evaluations(traj, sp)
 
     files = RunFiles(cfg, start)

@@ -85,7 +85,9 @@ class SelfPlayActor:
 
         self.sp = selfplay_config(cfg)
         net = PolicyValueNet(start_model, compute_dtype(cfg.dtype))
-        self.play_fn = jax.jit(lambda params, key: play_games(net, params, key, self.sp))
+        self.play_fn = jax.jit(
+            lambda params, key, resign: play_games(net, params, key, self.sp, resign_value=resign)
+        )
         self.key = jax.random.key(cfg.seed * 1009 + 7919 * (actor + 1))
         self.key, slots_key = jax.random.split(self.key)
         # continuous: the actor's games in play (a restarted actor starts new ones)
@@ -93,15 +95,18 @@ class SelfPlayActor:
         if cfg.continuous:
             self.stream = Stream(net, self.sp, iteration_plies(cfg), slots_key)
 
-    def play(self, params: Any) -> tuple[Any, int]:
-        """A batch of games with ``params`` (continuous: the games finished in the next
+    def play(self, sent: dict[str, Any]) -> tuple[Any, int]:
+        """A batch of games with the learner's ``sent`` parameters and resignation threshold
+        (``LearnerActor.params``; continuous: the games finished in the next
         ``iteration_plies`` plies): (trajectory as numpy arrays, evaluations)."""
         from mcts.selfplay import network_evaluations
+        from mcts.stream import cfg_resign
 
         self.key, key = jax.random.split(self.key)
+        params, resign = sent["params"], sent["resign_value"]
         if self.stream is not None:
-            return self.stream.play(params, key)
-        traj = jax.device_get(self.play_fn(params, key))
+            return self.stream.play(params, key, resign)
+        traj = jax.device_get(self.play_fn(params, key, cfg_resign(self.sp, resign)))
         return traj, network_evaluations(traj, self.sp)
 
 
@@ -142,9 +147,13 @@ class LearnerActor:
             "jax_devices": [str(d) for d in jax.local_devices()],
         }
 
-    def params(self) -> Any:
-        """The current parameters, as host arrays (Ray puts them in the object store)."""
-        return jax.device_get(self.learner.state.params)
+    def params(self) -> dict[str, Any]:
+        """What the self-play actors play with: the current parameters, as host arrays (Ray
+        puts them in the object store), and the resignation threshold in force."""
+        return {
+            "params": jax.device_get(self.learner.state.params),
+            "resign_value": self.learner.resign_value(),
+        }
 
     def absorb(self, iteration: int, traj: Any, evaluations: int) -> dict[str, Any]:
         """Absorbs batch number ``iteration`` (one already absorbed is skipped); returns the

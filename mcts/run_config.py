@@ -38,6 +38,14 @@ class SelfPlayRunConfig:
     adjudicate_margin: int | None = None  # at the cap, a win for the side this many pawns up
     resign_value: float | None = -0.9  # resign when the root value is below this; None: never
     no_resign_fraction: float = 0.1  # games played out without resigning (false resignations)
+    # The threshold kept where false resignations stay at most resign_target (AlphaZero: 5%),
+    # judged on the last resign_window played-out games once a candidate threshold has
+    # resign_min_events would-be resignations (mcts.resign); resign_calibrate = false: the
+    # threshold stays resign_value.
+    resign_calibrate: bool = True
+    resign_target: float = 0.05
+    resign_window: int = 200
+    resign_min_events: int = 20
     # Exploration and targets
     # plies acting stochastically (alphazero: visit sampling; gumbel: Gumbel noise), then greedy.
     # 512 (all): Gumbel MuZero's self-play; greedy after 30 gave 2/3 repetition draws from a
@@ -85,6 +93,8 @@ class SelfPlayRunConfig:
             "max_actor_failures": 1,
             "max_learner_failures": 1,
             "opening_plies": 0,
+            "resign_window": 1,
+            "resign_min_events": 1,
         }
         for name, low in at_least.items():
             value = getattr(self, name)
@@ -96,8 +106,11 @@ class SelfPlayRunConfig:
             raise ValueError(
                 f"selfplay iteration_plies must be >= 1 or unset: {self.iteration_plies!r}"
             )
-        if not isinstance(self.continuous, bool):
-            raise ValueError(f"selfplay continuous must be true or false, got {self.continuous!r}")
+        if not 0.0 <= self.resign_target < 1.0:
+            raise ValueError(f"selfplay resign_target must be in [0, 1), got {self.resign_target}")
+        for name in ("continuous", "resign_calibrate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"selfplay {name} must be true or false: {getattr(self, name)!r}")
         if self.replay_games is not None and (
             not isinstance(self.replay_games, int) or self.replay_games < 1
         ):

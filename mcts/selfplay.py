@@ -46,6 +46,7 @@ __all__ = [
     "game_ends",
     "network_evaluations",
     "play_games",
+    "resign_threshold",
 ]
 
 RESIGNED, TRUNCATED, ADJUDICATED = (
@@ -134,8 +135,11 @@ def play_games(
     key: jax.Array,
     cfg: SelfPlayConfig,
     start: ChessState | None = None,  # [batch_size]; default: the standard position
+    resign_value: jax.Array | float | None = None,  # overrides cfg.resign_value (if that is set)
 ) -> Trajectory:
-    """Plays ``cfg.batch_size`` games to the end (jit-able; ``net`` and ``cfg`` static)."""
+    """Plays ``cfg.batch_size`` games to the end (jit-able; ``net`` and ``cfg`` static). A
+    traced ``resign_value`` is the threshold in force (the run's calibrated one, ``mcts.resign``);
+    resignation stays off when ``cfg.resign_value`` is None."""
     b, t_max = cfg.batch_size, cfg.max_plies
     if start is None:
         start = jax.tree.map(lambda x: jnp.broadcast_to(x, (b, *x.shape)), initial_state())
@@ -147,7 +151,7 @@ def play_games(
     else:
         resign_allowed = jax.random.uniform(resign_key, (b,)) >= cfg.no_resign_fraction
     first_color = start.color  # int8[B]
-    resign_below = -jnp.inf if cfg.resign_value is None else cfg.resign_value
+    resign_below = resign_threshold(cfg, resign_value)
 
     def cond(c: _Carry) -> jax.Array:
         return (c.t < t_max) & ~c.done.all()
@@ -241,6 +245,13 @@ def play_games(
         would_resign=c.below,
         plies_run=c.t,
     )
+
+
+def resign_threshold(cfg: SelfPlayConfig, value: jax.Array | float | None) -> jax.Array | float:
+    """The root value below which the side to move resigns (-inf: resignation off)."""
+    if cfg.resign_value is None:
+        return -jnp.inf
+    return cfg.resign_value if value is None else jnp.asarray(value, jnp.float32)
 
 
 def _white_material(state: ChessState) -> jax.Array:  # [B] -> int32[B]

@@ -29,7 +29,7 @@ from flax import struct
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
 from mcts.env import MAX_MOVES, REASONS, ChessState, initial_state, material, observe, step
 from mcts.search import search
-from mcts.selfplay import SelfPlayConfig, Trajectory
+from mcts.selfplay import SelfPlayConfig, Trajectory, resign_threshold
 from scaling.model import PolicyValueNet
 
 __all__ = ["GameAssembler", "Plies", "Slots", "Stream", "new_slots", "play_plies"]
@@ -103,11 +103,12 @@ def play_plies(
     cfg: SelfPlayConfig,
     slots: Slots,
     plies: int,
+    resign_value: jax.Array | float | None = None,  # overrides cfg.resign_value (if that is set)
 ) -> tuple[Slots, Plies]:
     """``plies`` searched plies of every slot (jit-able; ``net``, ``cfg`` and ``plies`` static):
     the slots afterwards and the rows searched."""
     b = cfg.batch_size
-    resign_below = -jnp.inf if cfg.resign_value is None else cfg.resign_value
+    resign_below = resign_threshold(cfg, resign_value)
     temp_on = jnp.float32(cfg.search.temperature)
 
     def body(c: Slots, key: jax.Array) -> tuple[Slots, dict[str, jax.Array]]:
@@ -276,6 +277,12 @@ class GameAssembler:
         return Trajectory(**fields)
 
 
+def cfg_resign(cfg: SelfPlayConfig, value: float | None) -> jax.Array:
+    """The threshold as the traced argument of a compiled game loop (one program for all)."""
+    fallback = 0.0 if cfg.resign_value is None else cfg.resign_value
+    return jnp.float32(fallback if value is None else value)
+
+
 class Stream:
     """Continuous self-play for one process or actor: the slots on the device, the games in
     play on the host. ``play`` runs ``plies`` plies with the given parameters and returns the
@@ -288,11 +295,17 @@ class Stream:
         self.slots = jax.jit(new_slots, static_argnames="cfg")(key, cfg)
         self.assembler = GameAssembler(cfg)
         self._play = jax.jit(
-            lambda params, key, slots: play_plies(net, params, key, cfg, slots, plies)
+            lambda params, key, slots, resign: play_plies(
+                net, params, key, cfg, slots, plies, resign
+            )
         )
 
-    def play(self, params: Any, key: jax.Array) -> tuple[Trajectory, int]:
-        self.slots, rows = self._play(params, key, self.slots)
+    def play(
+        self, params: Any, key: jax.Array, resign_value: float | None = None
+    ) -> tuple[Trajectory, int]:
+        """``resign_value``: the threshold in force (None: the config's)."""
+        resign = cfg_resign(self.cfg, resign_value)
+        self.slots, rows = self._play(params, key, self.slots, resign)
         traj = self.assembler.add(rows)
         return traj, self.plies * self.cfg.batch_size * (self.cfg.search.num_simulations + 1)
 

@@ -101,6 +101,10 @@ def test_milestones_double_up_to_the_budget() -> None:
         ("max_learner_failures", 0),
         ("iteration_plies", 0),
         ("continuous", "yes"),
+        ("resign_calibrate", 1),
+        ("resign_target", 1.5),
+        ("resign_window", 0),
+        ("resign_min_events", 0),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_field(field: str, value: object) -> None:

@@ -133,3 +133,18 @@ def test_iteration_plies_is_checked(net_params: tuple) -> None:
     net, _ = net_params
     with pytest.raises(ValueError, match="iteration_plies must be >= 1"):
         Stream(net, CFG, 0, jax.random.key(0))
+
+
+@pytest.mark.slow
+def test_the_threshold_in_force_is_an_argument_not_a_recompile(net_params: tuple) -> None:
+    """The calibrated threshold reaches the compiled loop as an argument: at -0.5 the zero
+    network's root values (about 0) are above it and nobody resigns; at the config's 0.5 the
+    games that may resign do so at once."""
+    net, params = net_params
+    stream = Stream(net, CFG, 8, jax.random.key(3))
+    low, _ = stream.play(params, jax.random.key(1), resign_value=-0.5)
+    assert "resigned" not in {REASONS[int(r)] for r in low.reason}
+    stream = Stream(net, CFG, 8, jax.random.key(3))
+    high, _ = stream.play(params, jax.random.key(1), resign_value=0.5)
+    resigned = [REASONS[int(r)] == "resigned" for r in high.reason]
+    assert any(resigned) and all(high.resign_allowed[resigned])
