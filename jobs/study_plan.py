@@ -63,10 +63,17 @@ def evaluated_steps(run: Path, count: int) -> list[dict[str, Any]]:
     from scaling.checkpoints import list_checkpoints
 
     kept = list_checkpoints(run)
-    if len(kept) <= count:
-        return kept
-    picks = np.unique(np.round(np.geomspace(1, len(kept), count)).astype(int) - 1)
-    return [kept[i] for i in picks]
+    return [kept[i] for i in log_spaced_picks(len(kept), count)]
+
+
+def log_spaced_picks(kept: int, count: int) -> list[int]:
+    """Indices of ``count`` of ``kept`` checkpoints, log-spaced, the last always (one pick is
+    the last one: a run's first kept checkpoint is its untrained network)."""
+    if kept <= count:
+        return list(range(kept))
+    if count == 1:
+        return [kept - 1]
+    return [int(i) for i in np.unique(np.round(np.geomspace(1, kept, count)).astype(int) - 1)]
 
 
 def run_info(run: Path) -> tuple[RunInfo, ModelConfig]:

@@ -335,3 +335,11 @@ def test_the_small_lichess_study_reads_the_shared_data_and_reaches_its_bridge() 
     assert bridge.kind == "stockfish"
     shared = {data_file(f).resolve() for f in LICHESS_FILES}  # a skip here, an error in CI
     assert {s.path for s in resolve_sources(cfg.data.sources)} == shared
+
+
+def test_evaluated_checkpoints_are_log_spaced_and_end_with_the_last() -> None:
+    assert study_plan.log_spaced_picks(5, 1) == [4]  # one pick: the last, not step 1
+    assert study_plan.log_spaced_picks(5, 2) == [0, 4]
+    assert study_plan.log_spaced_picks(17, 4) == [0, 2, 6, 16]
+    assert study_plan.log_spaced_picks(3, 8) == [0, 1, 2]
+    assert study_plan.log_spaced_picks(0, 2) == []
