@@ -334,7 +334,7 @@ def test_the_small_lichess_study_reads_the_shared_data_and_reaches_its_bridge() 
     [bridge] = [a for a in study_plan.anchor_ladder(cfg, "supervised") if a.name == anchors[-1]]
     assert bridge.kind == "stockfish"
     shared = {data_file(f).resolve() for f in LICHESS_FILES}  # a skip here, an error in CI
-    assert {s.path for s in resolve_sources(cfg.data.sources)} == shared
+    assert shared <= {s.path for s in resolve_sources(cfg.data.sources)}  # the six, at least
 
 
 def test_evaluated_checkpoints_are_log_spaced_and_end_with_the_last() -> None:
