@@ -7,11 +7,10 @@ the noise of the ratings only, so for lack of fit the replicates' deviations fro
 ratings are widened before they are refitted (the data's noise is inflated, not the fitted
 parameters: bounds, such as a slope's 0, and unidentified parameters are then handled by the
 fit itself, exactly as in the point fit, which is row 0 of the same batch): by
-max(1, sqrt(chi2 / dof)) (the Particle Data Group's scale factor; chi2 weighs the
-residuals by the replicates' standard deviations), times t_dof / z at the interval's level, since
-the scatter about the curve is estimated from dof degrees of freedom. Intervals are widened,
-never narrowed: with exact curves and pure rating noise they are slightly conservative (about 93%
-coverage for 90% intervals with 15 points).
+max(1, sqrt(chi2 / dof) * t_dof / z) (the Particle Data Group's scale factor, chi2 weighing the
+residuals by the replicates' standard deviations, times t_dof / z at the interval's level since
+that scatter is estimated from dof degrees of freedom; the floor of 1 is the ratings' own,
+known noise). Intervals are widened, never narrowed.
 
 A change of slope is declared real at level alpha when the (1 - alpha) interval of the
 difference excludes 0, i.e. when the two-sided bootstrap p-value is below alpha.
@@ -242,14 +241,17 @@ def _fit_rows(
 
 
 def lack_of_fit_scale(chi2: float, dof: int, level: float) -> float:
-    """The factor that widens replicate deviations: max(1, sqrt(chi2 / dof)) times
-    t_dof / z at ``level`` (the scatter about the curve is estimated from dof degrees of
-    freedom); 1 when dof < 1."""
+    """The factor that widens replicate deviations: max(1, sqrt(chi2 / dof) * t_dof / z) at
+    ``level``. The interval is the wider of two: the ratings' own noise (the bootstrap, known:
+    factor 1, right when the curve's form is), and the scatter about the curve estimated from
+    dof degrees of freedom (Student's t, right when the points scatter beyond their noise).
+    Multiplying the known noise by t / z even when the points scatter less than it would widen
+    a 3-point fit 3.8x for an uncertainty that is not estimated. 1 when dof < 1."""
     if dof < 1 or not np.isfinite(chi2):
         return 1.0
     q = 0.5 + level / 2
     t_over_z = float(stats.t.ppf(q, dof) / stats.norm.ppf(q))
-    return float(max(1.0, np.sqrt(chi2 / dof)) * t_over_z)
+    return float(max(1.0, np.sqrt(chi2 / dof) * t_over_z))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,7 +55,10 @@ def stage_inputs(name: str, cfg: StudyConfig) -> list[Path]:
     """The files a stage reads from outside the study directory."""
     if name != "data":
         return []
-    return [Path(s) for s in cfg.data.sources if s != "ladder" and Path(s).exists()]
+    from data_pipeline.sources import expand_spec  # ${ELOCAP_DATA}/... as the data stage reads it
+
+    paths = [Path(expand_spec(s)) for s in cfg.data.sources if s != "ladder"]
+    return [p for p in paths if p.exists()]
 
 
 def stage_outputs(name: str, cfg: StudyConfig, wd: Workdir) -> list[Path]:

@@ -333,6 +333,30 @@ def test_lack_of_fit_widens_the_intervals() -> None:
     assert b.lo < 300.0 < b.hi
 
 
+def test_three_points_on_their_curve_keep_the_ratings_own_noise() -> None:
+    """A 3-point fit (dof 1) whose points lie on the line within their noise is not widened by
+    Student's t for a scatter it did not estimate (t_1 / z = 3.8 before); over 400 planted
+    repetitions with pure rating noise the 90% slope interval still covers the truth in at least
+    85% of them, and is widened only where the points scatter."""
+    x = np.array([8.5, 10.0, 11.5])
+    se = np.full(3, 30.0)
+    exact = 60.0 * x
+    samples = exact + se * np.random.default_rng(1).standard_normal((300, 3))
+    fit = fit_curve(make_form("linear"), x, exact, se=se, samples=samples)
+    assert fit.scale == 1.0
+    rng = np.random.default_rng(3)
+    covered, widened = 0, 0
+    for _ in range(400):
+        elo = exact + se * rng.standard_normal(3)
+        samples = elo + se * rng.standard_normal((200, 3))
+        fit = fit_curve(make_form("linear"), x, elo, se=se, samples=samples)
+        b = fit.param("b")
+        covered += b.lo <= 60.0 <= b.hi
+        widened += fit.scale > 1.0
+    assert covered / 400 >= 0.85, covered / 400
+    assert 0 < widened < 400
+
+
 def test_compute_optimal_size_follows_the_planted_power_law() -> None:
     """Elo(N, C) = 200 log10 C - 150 (log10 N - (0.5 log10 C - 1))^2: at compute C the best
     size is 10^(0.5 log10 C - 1). Sizes 10^3.5 .. 10^7 every quarter decade, each trained over

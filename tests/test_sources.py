@@ -235,3 +235,19 @@ def test_corrupt_zstd_raises_source_error(dump: bytes, tmp_path: Path) -> None:
     with stream, pytest.raises(SourceError, match="truncated or corrupt zstd stream"):
         read_blocks(stream)
     assert stream.closed
+
+
+def test_a_study_records_its_expanded_sources_as_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${ELOCAP_DATA}/...`` is what the data stage reads, so it is the input whose change
+    marks the stage stale (before: the unexpanded path never existed, and no input was kept)."""
+    from jobs.study import stage_inputs
+    from jobs.study_config import DataStage, StudyConfig
+
+    (tmp_path / "lichess").mkdir()
+    (tmp_path / "lichess" / "a.pgn").write_text("")
+    cfg = StudyConfig(data=DataStage(sources=("${ELOCAP_DATA}/lichess",), caps=(1500,)))
+    monkeypatch.setenv("ELOCAP_DATA", str(tmp_path))
+    assert stage_inputs("data", cfg) == [tmp_path / "lichess"]
+    assert stage_inputs("supervised", cfg) == []
