@@ -143,3 +143,22 @@ def material_balance(board: chess.Board) -> int:
         v * (len(board.pieces(p, board.turn)) - len(board.pieces(p, not board.turn)))
         for p, v in values.items()
     )
+
+
+def rules_ending(board: chess.Board, ply: int | None = None, max_plies: int = 512) -> str:
+    """The first of pgx's ending rules that python-chess sees in ``board``, in
+    ``mcts.env.REASONS`` order ("running" if none); with ``ply``, the plies played, also pgx's
+    length limit of ``max_plies``."""
+    if board.is_checkmate():
+        return "checkmate"
+    if board.is_stalemate():
+        return "stalemate"
+    if board.is_insufficient_material():
+        return "insufficient_material"
+    if board.halfmove_clock >= 100:
+        return "fifty_moves"
+    if board.is_repetition(3):
+        return "threefold_repetition"
+    if ply is not None and ply >= max_plies:
+        return "ply_limit"
+    return "running"

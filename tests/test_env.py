@@ -18,7 +18,7 @@ import pytest
 from data_pipeline.encoding import NUM_ACTIONS, action_to_move, encode_board, move_to_action
 from mcts import env
 from mcts.env import REASONS, ChessState
-from tests.conftest import material_balance
+from tests.conftest import material_balance, rules_ending
 
 B, T = 8, env.MAX_PLIES  # random games, played to pgx's 512-ply limit at most
 FIELDS = [f for f in ChessState.__dataclass_fields__]
@@ -64,23 +64,6 @@ def test_state_follows_pgx_along_random_games() -> None:
     assert (reward[~live] == 0).all()
 
 
-def _python_chess_reason(board: chess.Board, ply: int) -> str:
-    """The first of pgx's ending rules that python-chess sees, in REASONS order."""
-    if board.is_checkmate():
-        return "checkmate"
-    if board.is_stalemate():
-        return "stalemate"
-    if board.is_insufficient_material():
-        return "insufficient_material"
-    if board.halfmove_clock >= 100:
-        return "fifty_moves"
-    if board.is_repetition(3):
-        return "threefold_repetition"
-    if ply >= env.MAX_PLIES:
-        return "ply_limit"
-    return "running"
-
-
 @pytest.mark.slow
 def test_encoding_moves_and_endings_agree_with_python_chess() -> None:
     first, actions, ours, *_ = _random_games()
@@ -99,7 +82,7 @@ def test_encoding_moves_and_endings_agree_with_python_chess() -> None:
             moves = ours.moves[t, b]
             assert moves[: len(legal)].tolist() == legal
             assert (moves[len(legal) :] == NUM_ACTIONS).all()
-            expected = _python_chess_reason(board, t + 1)
+            expected = rules_ending(board, t + 1, env.MAX_PLIES)
             assert REASONS[ours.reason[t, b]] == expected, (b, t, board.fen())
             if expected != "running":
                 assert ours.terminated[t, b]

@@ -26,7 +26,7 @@ from mcts.selfplay import (
     play_games,
 )
 from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
-from tests.conftest import material_balance
+from tests.conftest import material_balance, rules_ending
 
 TINY = NAMED_SIZES["10k"]
 # Openings of odd and even length: some games start with black to move.
@@ -41,21 +41,6 @@ CFG = SelfPlayConfig(
     resign_value=0.5,
     no_resign_fraction=0.75,
 )
-
-
-def _ending(board: chess.Board) -> str:
-    """python-chess's reading of a position, by pgx's rules, in REASONS order."""
-    if board.is_checkmate():
-        return "checkmate"
-    if board.is_stalemate():
-        return "stalemate"
-    if board.is_insufficient_material():
-        return "insufficient_material"
-    if board.halfmove_clock >= 100:
-        return "fifty_moves"
-    if board.is_repetition(3):
-        return "threefold_repetition"
-    return "running"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +80,7 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
             if int(games.action[t, b]) == NUM_ACTIONS:  # resigned here
                 assert t == n - 1
                 break
-            assert _ending(board) == "running", (b, t, board.fen())
+            assert rules_ending(board) == "running", (b, t, board.fen())
             move = action_to_move(int(games.action[t, b]), board)
             assert move in board.legal_moves, (b, t, move, board.fen())
             board.push(move)
@@ -106,10 +91,10 @@ def test_moves_are_legal_and_outcomes_agree_with_python_chess(games: Trajectory)
             assert games.resign_allowed[b] and n == 1
             assert games.result[b] == -white_result[board.turn]  # the side to move resigned
         elif reason == "truncated":
-            assert n == t_max and _ending(board) == "running"
+            assert n == t_max and rules_ending(board) == "running"
             assert games.result[b] == 0
         else:
-            assert _ending(board) == reason, (b, board.fen())
+            assert rules_ending(board) == reason, (b, board.fen())
             if reason == "checkmate":
                 assert games.result[b] == -white_result[board.turn]
             else:

@@ -18,7 +18,7 @@ from mcts.search import SearchConfig
 from mcts.selfplay import SelfPlayConfig, Trajectory, game_ends
 from mcts.stream import Stream
 from scaling.model import NAMED_SIZES, PolicyValueNet, init_params
-from tests.conftest import material_balance
+from tests.conftest import material_balance, rules_ending
 
 TINY = NAMED_SIZES["10k"]
 # The zero network: uniform priors and value 0 < resign_value, so a game allowed to resign
@@ -33,20 +33,6 @@ CFG = SelfPlayConfig(
     adjudicate_margin=2,
 )
 PLIES = 40  # per call: games cross call boundaries
-
-
-def _ending(board: chess.Board) -> str:
-    if board.is_checkmate():
-        return "checkmate"
-    if board.is_stalemate():
-        return "stalemate"
-    if board.is_insufficient_material():
-        return "insufficient_material"
-    if board.halfmove_clock >= 100:
-        return "fifty_moves"
-    if board.is_repetition(3):
-        return "threefold_repetition"
-    return "running"
 
 
 def _check_game(traj: Trajectory, j: int) -> str:
@@ -65,7 +51,7 @@ def _check_game(traj: Trajectory, j: int) -> str:
         if int(traj.action[t, j]) == NUM_ACTIONS:  # resigned here
             assert t == n - 1
             break
-        assert _ending(board) == "running", (j, t, board.fen())
+        assert rules_ending(board) == "running", (j, t, board.fen())
         move = action_to_move(int(traj.action[t, j]), board)
         assert move in board.legal_moves
         before = material_balance(board) * (1 if board.turn else -1)
@@ -76,12 +62,12 @@ def _check_game(traj: Trajectory, j: int) -> str:
     if reason == "resigned":
         assert traj.resign_allowed[j] and n == 1 and traj.result[j] == loser_white
     elif reason in ("truncated", "adjudicated"):
-        assert n == CFG.max_plies and _ending(board) == "running"
+        assert n == CFG.max_plies and rules_ending(board) == "running"
         settled = min(abs(after), abs(before)) >= 2 and np.sign(after) == np.sign(before)
         assert traj.result[j] == (int(np.sign(after)) if settled else 0), board.fen()
         assert (reason == "adjudicated") == settled
     else:
-        assert _ending(board) == reason, board.fen()
+        assert rules_ending(board) == reason, board.fen()
         assert traj.result[j] == (loser_white if reason == "checkmate" else 0)
     return reason
 
