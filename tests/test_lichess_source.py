@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline import sources
+from data_pipeline import lichess_download
 from data_pipeline.sources import (
     Source,
     SourceError,
@@ -80,7 +80,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Served], str]]:
     """Start a real HTTP server on 127.0.0.1 for a Served plan; yields its base URL."""
     monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(sources, "DOWNLOAD_BACKOFF_S", 0.0)
+    monkeypatch.setattr(lichess_download, "DOWNLOAD_BACKOFF_S", 0.0)
     servers: list[http.server.ThreadingHTTPServer] = []
 
     def start(served: Served) -> str:
