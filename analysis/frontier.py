@@ -5,7 +5,10 @@ through its checkpoints, linearly interpolated between them. The frontier at a c
 highest of the curves that cover C; a checkpoint is *on the frontier* when no other run of its
 group is interpolated above it at its own compute. (No running maximum over compute: a run that
 stopped earlier does not compete past its last checkpoint, so noise in one early checkpoint
-never hides the later ones.)
+never hides the later ones.) A run covers its checkpoints' compute widened by ``COVER_DECADES``
+either side, held flat there: runs of one nominal budget spend slightly different FLOPs (whole
+steps of different sizes), and a study that rates one checkpoint per run (an IsoFLOP design)
+must compare them, where exact coverage would put every one of them on the frontier.
 
 Everything is computed for a whole matrix of Elo replicates at once (``elo f64[R, N]``, one row
 per bootstrap replicate), so the bootstrap re-selects the frontier in every replicate.
@@ -21,6 +24,9 @@ import pandas as pd
 
 GROUP_COLUMNS: tuple[str, str] = ("regime", "cap")
 _TOL = 1e-9  # Elo: ties within this count as on the frontier
+# log10 FLOPs: how far past its first and last checkpoints a run competes (0.02 decade, 4.7%;
+# one nominal budget's runs differ by under 1%, a study's budgets by 0.25 decade or more)
+COVER_DECADES = 0.02
 
 
 def group_label(regime: str, cap: Any) -> str:
@@ -64,7 +70,8 @@ def _envelope(
     bounds = np.flatnonzero(np.diff(curve)) + 1
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, x.size], strict=True):
         xs, ys = x[start:stop], elo[:, start:stop]  # f64[n_c], f64[R, n_c]
-        q0, q1 = np.searchsorted(xq, xs[0], "left"), np.searchsorted(xq, xs[-1], "right")
+        q0 = np.searchsorted(xq, xs[0] - COVER_DECADES, "left")
+        q1 = np.searchsorted(xq, xs[-1] + COVER_DECADES, "right")
         if q1 <= q0:
             continue
         xc = xq[q0:q1]
@@ -74,6 +81,7 @@ def _envelope(
             i = np.clip(np.searchsorted(xs, xc, "right") - 1, 0, xs.size - 2)
             dx = xs[i + 1] - xs[i]
             t = np.divide(xc - xs[i], dx, out=np.zeros_like(xc), where=dx > 0)
+            t = np.clip(t, 0.0, 1.0)  # flat past the ends (within COVER_DECADES)
             val = ys[:, i] * (1.0 - t) + ys[:, i + 1] * t  # f64[R, q]
         better = val > best[:, q0:q1]
         best[:, q0:q1] = np.where(better, val, best[:, q0:q1])

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.frontier import frontier, frontier_curve, frontier_masks, group_label
+from analysis.frontier import (
+    COVER_DECADES,
+    frontier,
+    frontier_curve,
+    frontier_masks,
+    group_label,
+)
 
 
 def _study(points: Sequence[tuple[str, str, int | None, int, float, float]]) -> pd.DataFrame:
@@ -118,3 +124,26 @@ def test_frontier_curve_on_a_grid() -> None:
     assert np.isnan(best[0, 3])
     np.testing.assert_array_equal(params[0, :3], [1_000, 9_000, 9_000])
     assert np.isnan(params[0, 3])
+
+
+def test_one_checkpoint_per_run_at_one_budget_compete() -> None:
+    """An IsoFLOP design: one rated checkpoint per run, two sizes per budget. Runs of one
+    nominal budget spend slightly different FLOPs (whole steps); the better of each pair is on
+    the frontier, not both. Budgets half a decade apart do not compete."""
+    study = _study(
+        [
+            ("s1", "supervised", 1500, 10_000, 11.000, 390.0),
+            ("b1", "supervised", 1500, 30_000, 11.004, 110.0),  # 1% more FLOPs, far weaker
+            ("s2", "supervised", 1500, 10_000, 11.500, 590.0),
+            ("b2", "supervised", 1500, 30_000, 11.497, 600.0),  # 0.7% fewer FLOPs, stronger
+            ("s3", "supervised", 1500, 10_000, 12.000, 100.0),  # weaker than b2, not its budget
+        ]
+    )
+    mask = frontier_masks(study, study["elo"].to_numpy())[0]
+    np.testing.assert_array_equal(mask, [True, False, False, True, True])
+    # just past the tolerance, the runs no longer compete
+    apart = study.copy()
+    apart.loc[1, "log10_flops"] = 11.0 + COVER_DECADES * 1.5
+    np.testing.assert_array_equal(
+        frontier_masks(apart, apart["elo"].to_numpy())[0], [True, True, False, True, True]
+    )
