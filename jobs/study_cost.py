@@ -115,6 +115,14 @@ def arena_lines(a: ArenaStage, sizes: list[str]) -> list[str]:
         f"{len(main) * per_player} games ({s.max_rounds} rounds x {opponents} opponents x "
         f"{s.games_per_pair} games); {network(per_player, main)}"
     ]
+    k, span = len(a.anchors), s.anchor_span
+    if s.anchor_games and k > 1:  # mcts.scheduler.anchor_ladder, once, in the supervised phase
+        pairings = sum(min(span, k - 1 - i) for i in range(k))
+        lines.append(
+            f"arena, anchors among themselves: {pairings} pairings ({k} anchors, each against "
+            f"the next {span}) x {s.anchor_games} games = {pairings * s.anchor_games} games, "
+            "once; engine and random players, no network FLOPs"
+        )
     if other_n:
         picked = {"last": 1, "all": a.checkpoints_per_run}[a.test_time_checkpoints]
         variants = [(n, size) for size in sizes for _ in range(picked) for n in other_n]

@@ -53,6 +53,15 @@ def test_the_cost_of_a_study_before_it_runs() -> None:
     )
     assert "1 H100 at 30% of peak" in cost_lines(gpu)[0]
     assert any(line.startswith("arena: ") and "at most" in line for line in lines)
+    assert not [line for line in lines if "anchors among themselves" in line]  # tiny: none
+    # small-lichess: 10 anchors, each against the next 2 (9 + 8 pairings), 16 games a pairing:
+    # the 272 anchor games its arena-supervised stage played (BENCHMARKS.md 14)
+    small = load_study_config(TINY.parent / "small-lichess.toml")
+    among = [line for line in cost_lines(small) if "anchors among themselves" in line]
+    assert among == [
+        "arena, anchors among themselves: 17 pairings (10 anchors, each against the next 2) "
+        "x 16 games = 272 games, once; engine and random players, no network FLOPs"
+    ]
 
 
 def test_the_plan_counts_the_test_time_players_their_games_and_network_time(
