@@ -170,6 +170,19 @@ def test_slopes_are_held_non_negative() -> None:
         assert form.predict(params, x) == pytest.approx(np.full_like(x, y.mean()), abs=1e-3)
 
 
+def test_a_sigmoid_at_or_past_its_steepness_edge_is_unidentified() -> None:
+    """small-lichess's four frontier points gave k = 26.60066 against the box's largest
+    steepness 40 / range = 26.60011 (the refinement stepped a hair past it): not identified.
+    Inside the box, identified."""
+    form = make_form("sigmoid")
+    x = np.array([11.0014, 11.5, 12.0, 12.5052])
+    top = 40.0 / (x[-1] - x[0])
+    why = "no curvature in the data: the sigmoid is at the edge of its range"
+    for k, expected in ((top * (1 + 2e-5), why), (top, why), (top / 3, "")):
+        params = np.array([200.0, 550.0, 11.6, k, 350.0 * k / 4])
+        assert form.unidentified(params, x) == expected, k
+
+
 def test_forms_registry_and_bad_input() -> None:
     assert {"linear", "changepoint", "sigmoid", "segmented"} <= set(FORMS)
     with pytest.raises(ValueError, match="unknown fit form"):
