@@ -2,7 +2,8 @@
 
 Figures are built on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through
 pyplot's global state, so they can be drawn from any thread or process. ``FIGURES`` is the
-registry: name -> function(analysis, metrics) -> Figure; ``write_figures`` draws them all.
+registry: name -> function(analysis, metrics, pool) -> Figure (``FigureFn``; ``pool``: every
+rated player, ratings.csv); ``write_figures`` draws them all.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from textwrap import fill
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,19 +22,30 @@ from matplotlib.figure import Figure
 
 from analysis.compare import StudyAnalysis
 from analysis.frontier import group_label
+from analysis.plot_layers import (
+    REGIME_COLOURS,
+    draw_cap,
+    draw_fits,
+    draw_pool,
+    pool_players,
+    thin_pool,
+)
 from analysis.registry import REGIMES
+from analysis.report_text import fmt_estimate, optimal_why
 
-# (analysis, metrics) -> the figure, or None where the study has nothing to draw in it (the
-# report then says why, and no file of it is left)
-FigureFn = Callable[[StudyAnalysis, pd.DataFrame], Figure | None]
+
+class FigureFn(Protocol):
+    """(analysis, metrics, pool) -> the figure, or None where the study has nothing to draw in
+    it (the report then says why, and no file of it is left). ``pool``: every rated player
+    (ratings.csv, as ``analysis.registry.load_ratings`` reads it); None: the checkpoints'."""
+
+    def __call__(
+        self, analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+    ) -> Figure | None: ...
+
+
 FIGURES: dict[str, FigureFn] = {}
 FORMATS: tuple[str, ...] = ("png", "svg")
-_MAX_INTERVAL_ROWS = 60  # rating-interval figure: at most this many players
-_REGIME_COLOURS = {
-    "supervised": "tab:blue",
-    "selfplay_cap": "tab:orange",
-    "selfplay_scratch": "tab:gray",
-}
 
 
 def register_figure(name: str) -> Callable[[FigureFn], FigureFn]:
@@ -61,34 +74,14 @@ def _empty(fig_axes: tuple[Figure, list], message: str) -> Figure:
     return fig
 
 
-def _legend(ax: Any) -> None:
-    """A legend only where some artist has a label (no empty legend, no warning)."""
+def _legend(ax: Any, below: bool = False) -> None:
+    """A legend only where some artist has a label (no empty legend, no warning); ``below``:
+    under the axes, off the data."""
     handles, _ = ax.get_legend_handles_labels()
-    if handles:
+    if handles and below:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
+    elif handles:
         ax.legend(fontsize=7)
-
-
-def _cap(ax: Any, analysis: StudyAnalysis, cap: int) -> None:
-    """The cap as a band on the arena's scale where bridges place it; otherwise a note, and no
-    line (its nominal number is on the data's scale, not this axis's)."""
-    placed = analysis.caps.get(cap)
-    est = None if placed is None else placed.estimate
-    if est is None:
-        why = "no bridge" if placed is None or not placed.bridges else placed.why
-        ax.text(
-            0.02,
-            0.02,
-            f"cap {cap} not placed on this scale ({why})",
-            transform=ax.transAxes,
-            fontsize=7,
-            color="tab:red",
-        )
-        return
-    if np.isfinite(est.lo) and np.isfinite(est.hi):
-        ax.axhspan(est.lo, est.hi, color="tab:red", alpha=0.12, lw=0, label=f"cap {cap}")
-        ax.axhline(est.value, color="tab:red", ls="--", lw=1)
-    else:
-        ax.axhline(est.value, color="tab:red", ls="--", lw=1, label=f"cap {cap} (no interval)")
 
 
 def _size_colours(study: pd.DataFrame) -> dict[str, tuple[float, ...]]:
@@ -100,14 +93,18 @@ def _size_colours(study: pd.DataFrame) -> dict[str, tuple[float, ...]]:
 
 
 @register_figure("elo_vs_compute")
-def elo_vs_compute(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
-    """Elo against compute, one line per run coloured by size, the frontier in black."""
+def elo_vs_compute(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure:
+    """Elo against compute, one line per run coloured by size, the frontier in black, and
+    each fitted form of the frontier over its FLOP range (its slope's interval in the
+    legend; a form not fitted or not identified is named there and not drawn)."""
     study = analysis.study[np.isfinite(analysis.study["elo"])]
     order = study["regime"].map(REGIMES.index) * 1e6 + study["cap"].astype(float).fillna(0.0)
     labels = list(dict.fromkeys(study["group"].iloc[np.argsort(order.to_numpy(), kind="stable")]))
     if not labels:
         return _empty(_figure(1), "no rated checkpoints")
-    fig, axes = _figure(len(labels))
+    fig, axes = _figure(len(labels), width=5.2, height=5.2)  # room for the legend below
     colours = _size_colours(study)
     for ax, label in zip(axes, labels, strict=True):
         g = study[study["group"] == label]
@@ -137,20 +134,23 @@ def elo_vs_compute(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
             capsize=2,
             label="frontier",
         )
+        draw_fits(ax, analysis, label, analysis.config.forms)
         caps = g["cap"].dropna().unique()
         if len(caps) == 1 and g["regime"].iloc[0] != "selfplay_scratch":
-            _cap(ax, analysis, int(caps[0]))
+            draw_cap(ax, analysis, int(caps[0]))
         ax.set_xscale("log")
         ax.set_title(label)
         ax.set_xlabel("compute (FLOPs)")
         ax.set_ylabel(analysis.scale)
         ax.grid(True, alpha=0.3)
-        _legend(ax)
+        _legend(ax, below=True)
     return fig
 
 
 @register_figure("switch")
-def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
+def switch(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure:
     """Before and after the switch: the frontiers, the segmented fits with their bands, the
     switch's compute and the cap."""
     caps = sorted(analysis.switch_x)
@@ -172,7 +172,7 @@ def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
                 fmt="o",
                 ms=4,
                 capsize=2,
-                color=_REGIME_COLOURS[regime],
+                color=REGIME_COLOURS[regime],
                 label=regime,
             )
         title = f"cap {cap}"
@@ -190,7 +190,7 @@ def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
                 b1, b2 = fit.param("b1").value, fit.param("b2").value
                 title += f": {b1:+.0f} -> {b2:+.0f} Elo/decade"
         ax.axvline(xs, color="tab:red", ls=":", lw=1, label="switch")
-        _cap(ax, analysis, cap)
+        draw_cap(ax, analysis, cap)
         ax.set_title(title)
         ax.set_xlabel("log10 compute (FLOPs)")
         ax.set_ylabel(analysis.scale)
@@ -200,39 +200,40 @@ def switch(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
 
 
 @register_figure("rating_intervals")
-def rating_intervals(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
-    """Ratings with their intervals: the frontier's checkpoints (evenly thinned to at most
-    60), sorted by rating."""
-    study = analysis.study[np.isfinite(analysis.study["elo"])]
-    shown = study[study["on_frontier"]].sort_values("elo")
-    if len(shown) > _MAX_INTERVAL_ROWS:
-        keep = np.unique(np.linspace(0, len(shown) - 1, _MAX_INTERVAL_ROWS).round().astype(int))
-        shown = shown.iloc[keep]
-    if shown.empty:
-        return _empty(_figure(1), "no rated checkpoints")
-    fig = Figure(figsize=(7.5, 1.5 + 0.18 * len(shown)), layout="constrained")
+def rating_intervals(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure:
+    """Every rated player of the pool with its interval, sorted by rating: the checkpoints
+    (hollow off the frontier), the bridges and the anchors marked apart, and each placed cap
+    as a band, so the band's evidence (the bridges) is in sight. At most 60 players: the
+    checkpoints are thinned first, and the title says so."""
+    players = pool_players(analysis, pool)
+    if players.empty:
+        return _empty(_figure(1), "no rated players")
+    shown, note = thin_pool(players)
+    fig = Figure(figsize=(8.0, 1.6 + 0.2 * len(shown)), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    y = np.arange(len(shown))
-    colours = [_REGIME_COLOURS[r] for r in shown["regime"]]
-    ax.hlines(y, shown["elo_lo"], shown["elo_hi"], colors=colours, lw=1.2)
-    ax.scatter(shown["elo"], y, c=colours, s=12, zorder=3)
-    ax.set_yticks(y, [f"{a} ({s})" for a, s in zip(shown["agent"], shown["size"], strict=True)])
-    ax.tick_params(axis="y", labelsize=6)
+    draw_pool(ax, analysis, shown)
     ax.set_xlabel(analysis.scale)
-    ax.set_title("ratings of the frontier's checkpoints (intervals of ratings.csv)")
+    title = f"every rated player of the pool ({len(players)}; intervals of ratings.csv)"
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")  # sorted by rating: the corner stays empty
     return fig
 
 
 @register_figure("learning_curves")
-def learning_curves(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
+def learning_curves(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure:
     """Loss against compute for every run with a metrics.jsonl, one panel per regime."""
     runs = analysis.study.drop_duplicates("run_id").set_index("run_id")
     have = metrics[metrics["run_id"].isin(runs.index) & metrics["loss"].notna()]
     if have.empty:
         return _empty(_figure(1), "no metrics.jsonl with a loss")
-    regimes = [r for r in _REGIME_COLOURS if r in set(runs.loc[have["run_id"], "regime"])]
+    regimes = [r for r in REGIME_COLOURS if r in set(runs.loc[have["run_id"], "regime"])]
     fig, axes = _figure(len(regimes))
     colours = _size_colours(analysis.study)
     for ax, regime in zip(axes, regimes, strict=True):
@@ -268,8 +269,11 @@ def learning_curves(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
 
 
 @register_figure("optimal_size")
-def optimal_size(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
-    """The size of the frontier's run against compute, with the power-law fit."""
+def optimal_size(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure:
+    """The size of the frontier's run against compute, with the power-law fit where its
+    exponent is estimable (else the points, and why not: ``optimal_why``)."""
     labels = list(analysis.optimal_size)
     if not labels:
         return _empty(_figure(1), "fewer than two sizes on every frontier")
@@ -279,12 +283,24 @@ def optimal_size(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure:
         fit = analysis.optimal_size[label]
         f = study[(study["group"] == label) & study["on_frontier"]]
         ax.scatter(f["log10_flops"], np.log10(f["params"].astype(float)), s=10, label="frontier")
-        grid = np.linspace(*fit.x_range, 100)
-        b = fit.param("b")
-        ax.plot(grid, fit.predict(grid), color="black", label=f"N ~ C^{b.value:.2f}")
-        lo, hi = fit.band(grid)
-        if np.isfinite(lo).all():
-            ax.fill_between(grid, lo, hi, color="black", alpha=0.12, lw=0)
+        why = optimal_why(analysis, label)
+        if why:
+            ax.text(
+                0.02,
+                0.98,
+                fill(f"exponent not estimable: {why}", 50),
+                transform=ax.transAxes,
+                va="top",
+                fontsize=7,
+                color="tab:red",
+            )
+        else:
+            grid = np.linspace(*fit.x_range, 100)
+            b = fmt_estimate(fit.param("b"), "exponent")
+            ax.plot(grid, fit.predict(grid), color="black", label=f"N ~ C^b, b = {b}")
+            lo, hi = fit.band(grid)
+            if np.isfinite(lo).all():
+                ax.fill_between(grid, lo, hi, color="black", alpha=0.12, lw=0)
         ax.set_title(label)
         ax.set_xlabel("log10 compute (FLOPs)")
         ax.set_ylabel("log10 parameters")
@@ -298,7 +314,9 @@ _REGIME_MARKERS = {"supervised": "o", "selfplay_cap": "s", "selfplay_scratch": "
 
 
 @register_figure(TEST_TIME_FIGURE)
-def elo_vs_test_time_sims(analysis: StudyAnalysis, metrics: pd.DataFrame) -> Figure | None:
+def elo_vs_test_time_sims(
+    analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
+) -> Figure | None:
     """Elo against the arena's simulations N for the checkpoints rated at several N
     (``[arena] test_time_sims``), one line per checkpoint coloured by its training compute, each
     point with its interval; N on a log axis with 0 (the raw policy) shown. None without such
@@ -364,13 +382,17 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def write_figures(
-    analysis: StudyAnalysis, metrics: pd.DataFrame, out_dir: Path
+    analysis: StudyAnalysis,
+    metrics: pd.DataFrame,
+    out_dir: Path,
+    pool: pd.DataFrame | None = None,
 ) -> dict[str, list[Path]]:
     """Draws every registered figure into ``out_dir``: name -> [png, svg]. A figure the study
-    has nothing for is left out, and its files from an earlier report are removed."""
+    has nothing for is left out, and its files from an earlier report are removed. ``pool``:
+    every rated player (ratings.csv), for the rating-interval figure."""
     out = {}
     for name, fn in FIGURES.items():
-        fig = fn(analysis, metrics)
+        fig = fn(analysis, metrics, pool)
         if fig is None:
             for fmt in FORMATS:
                 (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)

@@ -38,7 +38,7 @@ from analysis.registry import (
     replicates_from_intervals,
 )
 from analysis.report_html import render_html
-from analysis.report_text import headline
+from analysis.report_text import headline, optimal_why
 from analysis.scale import Bridge, BridgeRatings, scale_label
 from analysis.search_scaling import split_by_sims
 from elocap.files import atomic_write_text
@@ -145,8 +145,13 @@ def _json_safe(value: Any) -> Any:
 
 
 def fits_json(analysis: StudyAnalysis) -> str:
-    """The fitted parameters as strict JSON (NaN -> null, infinity -> "inf")."""
-    return json.dumps(_json_safe(analysis.to_dict()), indent=1, allow_nan=False)
+    """The fitted parameters as strict JSON (NaN -> null, infinity -> "inf"); each
+    compute-optimal size fit says whether its exponent is estimable (``not_estimable``: why
+    not, or null; see ``analysis.report_text.optimal_why``)."""
+    tree = analysis.to_dict()
+    for group, entry in tree["optimal_size"].items():
+        entry["not_estimable"] = optimal_why(analysis, group) or None
+    return json.dumps(_json_safe(tree), indent=1, allow_nan=False)
 
 
 HEADLINE = "headline.txt"  # the report's main answer, beside index.html
@@ -166,9 +171,19 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else Workdir(root=Path(workdir)).report_dir
     analysis = run_analysis(workdir, cfg)
     metrics = load_metrics(workdir, sorted(set(analysis.study["run_id"])))
-    figures = write_figures(analysis, metrics, out)
+    pool = load_ratings(workdir, level=cfg.rating_level)
+    figures = write_figures(analysis, metrics, out, pool)
     atomic_write_text(out / "fits.json", fits_json(analysis))
     atomic_write_text(out / HEADLINE, "\n".join(headline(analysis)) + "\n")
     index = out / "index.html"
-    atomic_write_text(index, render_html(analysis, figures, workdir, cfg.replicates))
+    page = render_html(
+        analysis,
+        figures,
+        workdir,
+        cfg.replicates,
+        bridges=cfg.bridges,
+        pool=pool,
+        rating_level=cfg.rating_level,
+    )
+    atomic_write_text(index, page)
     return index

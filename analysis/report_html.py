@@ -5,6 +5,7 @@ from a fitted ``StudyAnalysis`` and the figures written beside the page."""
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,18 @@ from analysis.compare import StudyAnalysis
 from analysis.fits import Estimate, SlopeComparison
 from analysis.plots import TEST_TIME_FIGURE
 from analysis.report_text import (
+    MIN_OPTIMAL_SIZES,
     PARAM_KINDS,
     UNITS,
-    cap_line,
+    cap_section,
     fmt_estimate,
     fmt_number,
     group_name,
     headline,
+    optimal_why,
     p_text,
 )
+from analysis.scale import Bridge
 from analysis.search_scaling import SearchScaling
 
 
@@ -109,23 +113,36 @@ def _frontier_rows(analysis: StudyAnalysis) -> pd.DataFrame:
 
 
 def _optimal_rows(analysis: StudyAnalysis) -> pd.DataFrame:
+    """The exponent and coefficient of each group's compute-optimal size, or "not estimable"
+    with the reason in words (``optimal_why``) and no numbers."""
     rows = []
     for group, fit in analysis.optimal_size.items():
-        exponent = fit.param("b")
+        why = optimal_why(analysis, group)
         rows.append(
             {
                 "group": group_name(group),
-                "exponent [interval]": fmt_estimate(exponent, "k").replace(" per decade", ""),
-                "log10 coefficient": f"{fit.param('a').value:.2f}",
+                "exponent [interval]": (
+                    f"not estimable ({why})" if why else fmt_estimate(fit.param("b"), "exponent")
+                ),
+                "log10 coefficient": "" if why else fmt_number(fit.param("a").value, "exponent"),
             }
         )
     return pd.DataFrame(rows)
 
 
 def render_html(
-    analysis: StudyAnalysis, figures: dict[str, list[Path]], workdir: Path, source: str
+    analysis: StudyAnalysis,
+    figures: dict[str, list[Path]],
+    workdir: Path,
+    source: str,
+    *,
+    bridges: Sequence[Bridge] = (),
+    pool: pd.DataFrame | None = None,
+    rating_level: float = 0.90,
 ) -> str:
-    """The report page; figures are referenced by file name (they lie beside it)."""
+    """The report page; figures are referenced by file name (they lie beside it). ``bridges``:
+    the study's bridges; ``pool``: every rated player (ratings.csv, intervals at
+    ``rating_level``), for the cap's evidence."""
     cfg = analysis.config
     esc = html.escape
     parts = [
@@ -145,7 +162,7 @@ def render_html(
         "<p>The cap is a rating on the data's scale (the games' Elo tags); it is placed on the "
         "arena's scale only through bridges, players rated on both, and then with an "
         "interval.</p><ul>",
-        *(f"<li>{esc(cap_line(analysis, c))}</li>" for c in analysis.caps),
+        *(f"<li>{esc(line)}</li>" for line in cap_section(analysis, bridges, pool, rating_level)),
         "</ul>",
         "<h2>Does the slope change at the switch?</h2>",
     ]
@@ -179,7 +196,10 @@ def render_html(
         "widened by before they are refitted.</p>",
         _table(_fit_rows(analysis)),
         "<h2>Compute-optimal model size</h2>",
-        "<p>log10 parameters = log10 coefficient + exponent x log10 FLOPs.</p>",
+        "<p>log10 parameters = log10 coefficient + exponent x log10 FLOPs, fitted to the size "
+        "of the frontier's run on a grid of compute; not estimable with fewer than "
+        f"{MIN_OPTIMAL_SIZES} sizes on the frontier or with an estimate at its interval's "
+        "end.</p>",
         _table(_optimal_rows(analysis)),
         "<h2>The frontier's checkpoints</h2>",
         _table(_frontier_rows(analysis)),
