@@ -31,12 +31,14 @@ import pandas as pd
 from analysis.compare import AnalysisConfig, StudyAnalysis, analyze
 from analysis.plots import write_figures
 from analysis.registry import (
+    arena_games,
     load_metrics,
     load_ratings,
     load_study,
     replicates_from_games,
     replicates_from_intervals,
 )
+from analysis.report_games import game_endings
 from analysis.report_html import render_html
 from analysis.report_text import headline, optimal_why
 from analysis.scale import Bridge, BridgeRatings, scale_label
@@ -176,6 +178,9 @@ def write_report(
     atomic_write_text(out / "fits.json", fits_json(analysis))
     atomic_write_text(out / HEADLINE, "\n".join(headline(analysis)) + "\n")
     index = out / "index.html"
+    checkpoints = set(analysis.study["agent"])  # at every N: test-time variants too
+    if analysis.search is not None:
+        checkpoints |= set(analysis.search.points["agent"])
     page = render_html(
         analysis,
         figures,
@@ -184,6 +189,7 @@ def write_report(
         bridges=cfg.bridges,
         pool=pool,
         rating_level=cfg.rating_level,
+        endings=game_endings(arena_games(workdir), checkpoints),
     )
     atomic_write_text(index, page)
     return index

@@ -14,6 +14,7 @@ import pandas as pd
 from analysis.compare import StudyAnalysis
 from analysis.fits import Estimate, SlopeComparison
 from analysis.plots import TEST_TIME_FIGURE
+from analysis.report_games import endings_section
 from analysis.report_text import (
     MIN_OPTIMAL_SIZES,
     PARAM_KINDS,
@@ -139,10 +140,12 @@ def render_html(
     bridges: Sequence[Bridge] = (),
     pool: pd.DataFrame | None = None,
     rating_level: float = 0.90,
+    endings: pd.DataFrame | None = None,
 ) -> str:
     """The report page; figures are referenced by file name (they lie beside it). ``bridges``:
     the study's bridges; ``pool``: every rated player (ratings.csv, intervals at
-    ``rating_level``), for the cap's evidence."""
+    ``rating_level``), for the cap's evidence; ``endings``: how the arena's games ended
+    (``analysis.report_games.game_endings``; None: not counted)."""
     cfg = analysis.config
     esc = html.escape
     parts = [
@@ -203,6 +206,7 @@ def render_html(
         _table(_optimal_rows(analysis)),
         "<h2>The frontier's checkpoints</h2>",
         _table(_frontier_rows(analysis)),
+        *endings_section(endings),
         '<p>All fitted values: <a href="fits.json">fits.json</a>.</p>',
         "</body></html>",
     ]
