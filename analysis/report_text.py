@@ -100,10 +100,17 @@ def _bridge_line(b: Bridge, pool: pd.DataFrame | None, rating_level: float) -> s
             f"interval, {row['games']:.0f} games)"
         )
     source = f"; {b.source}" if b.source else ""
-    return (
-        f"bridge {b.agent}: {arena}; {fmt_number(b.elo, 'elo')} ± {fmt_number(b.se, 'elo')} "
-        f"on the data's scale (± one standard error of its calibration and conversion{source})"
-    )
+    if b.se > 0:
+        nominal = (
+            f"{fmt_number(b.elo, 'elo')} ± {fmt_number(b.se, 'elo')} on the data's scale (± one "
+            f"standard error of its calibration and conversion{source})"
+        )
+    else:
+        nominal = (
+            f"{fmt_number(b.elo, 'elo')} on the data's scale (no error given for its "
+            f"calibration and conversion: taken as exact{source})"
+        )
+    return f"bridge {b.agent}: {arena}; {nominal}"
 
 
 def _how_line(
@@ -164,6 +171,12 @@ def _how_line(
             + f" the bridge's arena rating's (± {fmt_number(arena_half, 'elo')} at {level:.0%})"
             + (": a better-calibrated bridge, more than more games, would narrow it" * larger)
         )
+        if (est.hi - est.lo) / 2 < conversion:
+            text += (
+                f". The interval is narrower than the conversion's error alone: a percentile "
+                f"interval of {analysis.n_replicates} replicates, its ends carry Monte Carlo "
+                "noise, which more replicates would reduce"
+            )
     return text + "."
 
 

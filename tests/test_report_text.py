@@ -132,6 +132,8 @@ def test_two_bridges_are_a_line_and_no_bridge_says_why(fitted) -> None:
     text = " ".join(cap_section(dataclasses.replace(analysis, caps={1200: placed}), two, pool))
     assert "With 2 bridges at distinct data-scale ratings the map is a line" in text
     assert "bridge bridge-b: not rated in the arena" in text
+    assert "1400 on the data's scale (no error given" in text  # se 0: no "± 0"
+    assert "± 0 " not in text
     unplaced = dataclasses.replace(placed, estimate=None, why="no bridge", bridges=())
     lines = cap_section(dataclasses.replace(analysis, caps={1200: unplaced}))
     assert lines[0].startswith("cap 1200 (on the data's scale) is not placed on the arena's")
@@ -177,3 +179,22 @@ def test_an_exponent_at_its_intervals_end_is_not_estimable(fitted) -> None:
             assert expect in why, why
         else:
             assert why == "", why
+
+
+def test_a_cap_interval_narrower_than_its_conversion_error_is_flagged(fitted) -> None:
+    """One bridge with a data-scale error of 150 (± 247 at 90%): a cap interval of ± 100 is
+    narrower than that error alone, which only the bootstrap's Monte Carlo noise explains, and
+    the section says so; an interval of ± 400 is not flagged."""
+    root, analysis = fitted
+    bridge = Bridge(agent="bridge-a", elo=1000.0, se=150.0)
+    placed = analysis.caps[1200]
+    assert placed.estimate is not None
+    v = placed.estimate.value
+    for half, flagged in ((100.0, True), (400.0, False)):
+        est = Estimate(value=v, lo=v - half, hi=v + half)
+        changed = dataclasses.replace(
+            analysis, caps={1200: dataclasses.replace(placed, estimate=est)}
+        )
+        text = " ".join(cap_section(changed, (bridge,), load_ratings(root)))
+        assert ("narrower than the conversion's error alone" in text) is flagged, text
+        assert ("Monte Carlo noise" in text) is flagged
