@@ -12,6 +12,7 @@ from pathlib import Path
 from data_pipeline.build import BuildError
 from data_pipeline.filters import ELO_RULES, TIME_CONTROL_CLASSES, FilterConfig
 from data_pipeline.sources import SourceError
+from jobs.ray_session import RayStartError
 
 
 def _csv(value: str) -> frozenset[str]:
@@ -223,7 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile_cache.enable()  # before anything compiles, and before Ray starts its workers
     try:
         return int(args.func(args))
-    except (ValueError, OSError, SourceError, BuildError) as e:  # bad configs, sources, disks
+    except (
+        ValueError,
+        OSError,
+        SourceError,
+        BuildError,
+        RayStartError,
+    ) as e:  # configs, disks, Ray
         print(f"elocap: error: {e}", file=sys.stderr)
         return 2
 

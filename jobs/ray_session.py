@@ -50,7 +50,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["LOOPBACK", "RaySession", "ensure_token_file", "start_or_join"]
+__all__ = ["LOOPBACK", "RaySession", "RayStartError", "ensure_token_file", "start_or_join"]
+
+
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined; the processes it had started are stopped."""
+
 
 LOOPBACK = "127.0.0.1"
 _LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" = single node, loopback
@@ -215,6 +220,29 @@ def _existing() -> RaySession:
     return RaySession(address=address, embedded=embedded, owner=False, logs=logs)
 
 
+@contextlib.contextmanager
+def _start_failure(address: str | None) -> Iterator[None]:
+    """A failed ``ray.init`` as one line (RayStartError), after stopping what it started: Ray's
+    own exception is a many-line stack, and a half-started local cluster leaves its GCS, raylet
+    and workers running."""
+    import ray
+
+    try:
+        yield
+    except Exception as e:
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # stops the processes of a half-started embedded node
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        where = f"Ray at {address}" if address else "the local Ray cluster"
+        hint = (
+            "check the address and that the cluster is up"
+            if address
+            else "run again (on a busy machine Ray's start can time out), or pass --no-ray to "
+            "work in this process"
+        )
+        raise RayStartError(f"{where} did not start: {type(e).__name__}: {first}; {hint}") from None
+
+
 def start_or_join(
     *,
     address: str | None = None,
@@ -253,14 +281,14 @@ def start_or_join(
         # A cluster on this host's loopback (an embedded one, or `ray start` on 127.0.0.1) is
         # joined from 127.0.0.1 too: Ray would otherwise turn the address into the host's IP.
         local = _is_loopback_cluster(target)
-        with _loopback_node() if local else contextlib.nullcontext():
+        with _loopback_node() if local else contextlib.nullcontext(), _start_failure(target):
             ray.init(address=target, **common)
         node = _node()
         joined = str(node.gcs_address) if node is not None else target
         session = RaySession(address=joined, embedded=False, owner=True, logs=_logs_of(node))
     else:
         ensure_token_file()
-        with _loopback_node():
+        with _loopback_node(), _start_failure(None):
             ray.init(
                 address="local",  # never $RAY_ADDRESS or a cluster found on the host
                 num_cpus=num_cpus,

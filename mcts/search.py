@@ -73,6 +73,10 @@ class SearchConfig:
     # unit, so the improved policy (the self-play policy target) follows the value head's noise
     # where values are all near 0; false: values as they are, in [-1, 1] (BENCHMARKS.md 13c)
     value_rescale: bool = True
+    # gumbel: sigma(q) = (maxvisit_init + max visits) * value_scale * q (mctx's c_scale, 0.1).
+    # At 16 simulations a found mate (q = 1) weighs ~5 nats against the prior's logits, so a
+    # sharp prior can outvote it (BENCHMARKS.md 13d)
+    value_scale: float = 0.1
     dirichlet_alpha: float = 0.3  # alphazero: root noise concentration (AlphaZero's chess value)
     dirichlet_fraction: float = 0.25  # alphazero: weight of the noise (0: none, for evaluation)
     pb_c_init: float = 1.25  # alphazero: PUCT c1
@@ -100,7 +104,7 @@ class SearchConfig:
                 raise ValueError(f"search.{name} must be >= 0, got {getattr(self, name)}")
         if not isinstance(self.value_rescale, bool):
             raise ValueError(f"search.value_rescale must be true or false: {self.value_rescale!r}")
-        for name in ("dirichlet_alpha", "pb_c_init", "pb_c_base"):
+        for name in ("dirichlet_alpha", "pb_c_init", "pb_c_base", "value_scale"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"search.{name} must be > 0, got {getattr(self, name)}")
 
@@ -157,7 +161,9 @@ def _gumbel(
         max_num_considered_actions=cfg.max_num_considered_actions,
         gumbel_scale=gumbel_scale,
         qtransform=functools.partial(
-            mctx.qtransform_completed_by_mix_value, rescale_values=cfg.value_rescale
+            mctx.qtransform_completed_by_mix_value,
+            rescale_values=cfg.value_rescale,
+            value_scale=cfg.value_scale,
         ),
     )
 

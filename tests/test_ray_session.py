@@ -339,3 +339,36 @@ def test_token_file_is_written_0600_and_only_when_ray_would_write_one(tmp_path: 
     assert ensure_token_file({"RAY_AUTH_TOKEN": "x" * 32}, other) is None
     assert ensure_token_file({"RAY_AUTH_TOKEN_PATH": str(path)}, other) is None
     assert not other.exists()
+
+
+STUDY_RUN = [
+    sys.executable,
+    "-m",
+    "jobs.cli",
+    "study",
+    "run",
+    "jobs/studies/tiny.toml",
+    "--workdir",
+]
+
+
+@pytest.mark.ray
+def test_a_local_ray_that_does_not_start_is_one_line_naming_no_ray(tmp_path: Path) -> None:
+    """`elocap study run` whose embedded Ray cannot start (here: its temp dir cannot be made)
+    exits 2 with one line that says so and names --no-ray: no stack, no study work done."""
+    env = dict(os.environ, RAY_TMPDIR="/dev/null/no-such-dir", RAY_ADDRESS="")
+    work = tmp_path / "study"
+    proc = subprocess.run(
+        [*STUDY_RUN, str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("elocap: error: the local Ray cluster did not start: ")
+    assert "/dev/null/no-such-dir" in lines[0] and "--no-ray" in lines[0]
+    assert not (work / "stages").exists() or not any((work / "stages").iterdir())

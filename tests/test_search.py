@@ -109,6 +109,39 @@ def test_uniform_network_finds_mates(kind: str) -> None:
             assert (dist[i] == dist[i].max()).sum() <= 2, (fen, dist[i][legal])
 
 
+@pytest.mark.slow
+def test_value_scale_decides_whether_a_found_mate_outvotes_the_prior() -> None:
+    """Gumbel acts on prior logits + sigma(q), sigma = (50 + max visits) * value_scale * q: with
+    mctx's 0.1 a found mate (q = 1) adds ~5 nats, so a prior 8 nats against the mating move wins
+    though every root move is searched; with value_scale = 1 the mate is played."""
+    net, params = _uniform()
+    boards = [chess.Board(fen) for fen, _ in MATE_IN_ONE]
+    mates = [
+        move_to_action(chess.Move.from_uci(u), b.turn)
+        for (_, u), b in zip(MATE_IN_ONE, boards, strict=True)
+    ]
+    plane = mates[0] % 73  # the policy head's bias is per move plane (73 per from-square)
+    assert all(m % 73 == plane for m in mates)
+    for board, mate in zip(
+        boards, mates, strict=True
+    ):  # no other legal move shares the mate's plane
+        others = [move_to_action(m, board.turn) for m in board.legal_moves]
+        assert [a for a in others if a % 73 == plane] == [mate]
+        assert len(others) <= 32
+    params = jax.tree.map(lambda x: x, params)
+    params["policy"]["bias"] = params["policy"]["bias"].at[plane].set(-8.0)
+    states = jax.tree.map(lambda x: x[: len(MATE_IN_ONE)], _pgx_states())
+    played = {}
+    for scale in (0.1, 1.0):
+        cfg = SearchConfig(
+            num_simulations=32, max_num_considered_actions=32, value_scale=scale, temperature=0.0
+        )
+        action, _ = search_policy(net, params, states, jax.random.key(0), cfg)
+        played[scale] = np.asarray(action).tolist()
+    assert all(a != m for a, m in zip(played[0.1], mates, strict=True)), played
+    assert played[1.0] == mates, played
+
+
 def test_tree_memory_per_node() -> None:
     """What one simulation adds to the tree: the slot layout and the compact state keep it
     around 7.4 KiB, where pgx's state and all 4672 actions would take about 155 KiB."""
@@ -145,3 +178,7 @@ def test_config_is_checked() -> None:
         SearchConfig(dirichlet_fraction=1.5)
     with pytest.raises(ValueError, match="temperature"):
         SearchConfig(temperature=-1.0)
+    with pytest.raises(ValueError, match=r"search\.value_scale must be > 0"):
+        SearchConfig(value_scale=0.0)
+    with pytest.raises(ValueError, match=r"search\.value_rescale must be true or false"):
+        SearchConfig(value_rescale=1)  # type: ignore[arg-type]
