@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.fits import CurveFit, Estimate, SlopeComparison, compare_slopes, fit_curve
-from analysis.forms import FORMS, Linear, make_form
-from analysis.frontier import frontier_curve, frontier_frame, frontier_masks, group_label
+from analysis.forms import FORMS, make_form
+from analysis.frontier import frontier_frame, frontier_masks, group_label
+from analysis.optimal_size import not_estimable, optimal_size_fit
 from analysis.scale import BridgeRatings, CapPlacement, place_cap, scale_label
 from analysis.search_scaling import SearchScaling
 
@@ -154,17 +155,27 @@ class StudyAnalysis:
             )
         return pd.DataFrame(rows)
 
+    def optimal_why(self, group: str) -> str:
+        """Why the compute-optimal size exponent of ``group`` is not estimable ("" when it is;
+        ``analysis.optimal_size.not_estimable``)."""
+        return not_estimable(self.study, group, self.optimal_size.get(group))
+
     def optimal_table(self) -> pd.DataFrame:
+        """One row per group with a fit; where the exponent is not estimable its numbers are
+        NaN and ``not_estimable`` says why."""
         rows = []
         for group, fit in self.optimal_size.items():
             b, a = fit.param("b"), fit.param("a")
+            why = self.optimal_why(group)
+            nan = float("nan")
             rows.append(
                 {
                     "group": group,
-                    "exponent": b.value,
-                    "exponent_lo": b.lo,
-                    "exponent_hi": b.hi,
-                    "log10_coefficient": a.value,
+                    "exponent": nan if why else b.value,
+                    "exponent_lo": nan if why else b.lo,
+                    "exponent_hi": nan if why else b.hi,
+                    "log10_coefficient": nan if why else a.value,
+                    "not_estimable": why,
                 }
             )
         return pd.DataFrame(rows)
@@ -182,7 +193,10 @@ class StudyAnalysis:
             "fits": {g: {f: fit.to_dict() for f, fit in d.items()} for g, d in self.fits.items()},
             "switch": [c.to_dict() for c in self.switch],
             "selfplay": [c.to_dict() for c in self.selfplay],
-            "optimal_size": {g: fit.to_dict() for g, fit in self.optimal_size.items()},
+            "optimal_size": {
+                g: {**fit.to_dict(), "not_estimable": self.optimal_why(g) or None}
+                for g, fit in self.optimal_size.items()
+            },
             "switch_log10_flops": {str(k): v for k, v in self.switch_x.items()},
             "not_fitted": dict(self.skipped),
             "scale": self.scale,
@@ -344,7 +358,15 @@ def analyze(
                 skipped[f"{label}: {form}"] = (
                     f"too few points: {int(on.sum())} on the frontier, {form} needs {need}"
                 )
-        size_fit = _optimal_size(study, np.flatnonzero(rows & rated), data, cfg)
+        size_fit = optimal_size_fit(
+            study,
+            np.flatnonzero(rows & rated),
+            data.x,
+            data.elo,
+            data.samples,
+            cfg.optimal_grid,
+            cfg.level,
+        )
         if size_fit is not None:
             optimal[label] = size_fit
     switch, switch_fits, switch_x = [], {}, {}
@@ -406,32 +428,4 @@ def analyze(
             for c in sorted({int(c) for c in cap[np.isfinite(cap)]})
         },
         scale=scale or scale_label(),
-    )
-
-
-def _optimal_size(
-    study: pd.DataFrame, rows: np.ndarray, data: _Data, cfg: AnalysisConfig
-) -> CurveFit | None:
-    """log10 params = a + b log10 C of the frontier's run on a grid of compute; None when fewer
-    than two sizes ever reach the frontier."""
-    if rows.size == 0 or study["params"].iloc[rows].nunique() < 2:
-        return None
-    x = data.x[rows]
-    xq = np.linspace(x.min(), x.max(), cfg.optimal_grid)  # f64[G]
-    _, params = frontier_curve(study, rows, data.elo[None], xq)  # f64[1, G]
-    y = np.log10(params[0])
-    if np.unique(y[np.isfinite(y)]).size < 2:
-        return None
-    reps = None
-    if data.samples is not None:
-        _, p_rep = frontier_curve(study, rows, data.samples, xq)  # f64[R, G]
-        reps = np.log10(p_rep)
-    return fit_curve(
-        Linear(),
-        xq,
-        y,
-        mask=np.isfinite(y),
-        samples=reps,
-        sample_mask=None if reps is None else np.isfinite(reps),
-        level=cfg.level,
     )

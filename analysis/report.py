@@ -40,7 +40,7 @@ from analysis.registry import (
 )
 from analysis.report_games import game_endings
 from analysis.report_html import render_html
-from analysis.report_text import headline, optimal_why
+from analysis.report_text import headline
 from analysis.scale import Bridge, BridgeRatings, scale_label
 from analysis.search_scaling import split_by_sims
 from elocap.files import atomic_write_text
@@ -149,10 +149,8 @@ def _json_safe(value: Any) -> Any:
 def fits_json(analysis: StudyAnalysis) -> str:
     """The fitted parameters as strict JSON (NaN -> null, infinity -> "inf"); each
     compute-optimal size fit says whether its exponent is estimable (``not_estimable``: why
-    not, or null; see ``analysis.report_text.optimal_why``)."""
+    not, or null; see ``analysis.optimal_size.not_estimable``)."""
     tree = analysis.to_dict()
-    for group, entry in tree["optimal_size"].items():
-        entry["not_estimable"] = optimal_why(analysis, group) or None
     return json.dumps(_json_safe(tree), indent=1, allow_nan=False)
 
 

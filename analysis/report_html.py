@@ -13,10 +13,10 @@ import pandas as pd
 
 from analysis.compare import StudyAnalysis
 from analysis.fits import Estimate, SlopeComparison
+from analysis.optimal_size import MIN_OPTIMAL_SIZES
 from analysis.plots import TEST_TIME_FIGURE
 from analysis.report_games import endings_section
 from analysis.report_text import (
-    MIN_OPTIMAL_SIZES,
     PARAM_KINDS,
     UNITS,
     cap_section,

@@ -269,32 +269,7 @@ def headline(analysis: StudyAnalysis) -> list[str]:
     return lines
 
 
-MIN_OPTIMAL_SIZES = 3  # distinct model sizes on a frontier for a compute-optimal exponent
-
-
 def optimal_why(analysis: StudyAnalysis, group: str) -> str:
     """Why the compute-optimal size exponent of ``group`` is not estimable ("" when it is):
-    fewer than ``MIN_OPTIMAL_SIZES`` distinct sizes on the frontier (the frontier's size is
-    then a step, not a power law), or an estimate at an end of its own interval (the
-    bootstrap does not bound it on that side)."""
-    study = analysis.study
-    f = study[(study["group"] == group) & study["on_frontier"]].sort_values("params")
-    sizes = list(dict.fromkeys(f["size"].astype(str)))
-    if len(sizes) < MIN_OPTIMAL_SIZES:
-        which = f" ({', '.join(sizes)})" if sizes else ""
-        return (
-            f"{len(sizes)} model size{'s' * (len(sizes) != 1)} on the frontier{which}: the "
-            f"frontier's size is a step, and an exponent needs at least {MIN_OPTIMAL_SIZES}"
-        )
-    fit = analysis.optimal_size.get(group)
-    if fit is None:
-        return "no fit"
-    b = fit.param("b")
-    if not np.isfinite(b.value):
-        return b.why or "no fit"
-    if np.isfinite(b.lo) and np.isfinite(b.hi) and not b.lo < b.value < b.hi:
-        return (
-            f"the estimate lies at or outside an end of its own {fit.level:.0%} bootstrap "
-            "interval: the replicates do not bound it on that side"
-        )
-    return ""
+    ``analysis.optimal_size.not_estimable``."""
+    return analysis.optimal_why(group)

@@ -153,6 +153,11 @@ def test_two_sizes_give_no_optimal_exponent(fitted, tmp_path: Path) -> None:
     assert not re.search(r"\d\.\d+ \[", section)  # no exponent with an interval
     fits = json.loads((out / "fits.json").read_text())
     assert fits["optimal_size"]["supervised cap 1200"]["not_estimable"] == why
+    # `elocap fit` prints analysis.optimal_table() and writes analysis.to_dict(): no number
+    row = analysis.optimal_table().set_index("group").loc["supervised cap 1200"]
+    assert row["not_estimable"] == why
+    assert row[["exponent", "exponent_lo", "exponent_hi", "log10_coefficient"]].isna().all()
+    assert analysis.to_dict()["optimal_size"]["supervised cap 1200"]["not_estimable"] == why
 
 
 def test_an_exponent_at_its_intervals_end_is_not_estimable(fitted) -> None:
