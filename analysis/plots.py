@@ -3,7 +3,8 @@
 Figures are built on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through
 pyplot's global state, so they can be drawn from any thread or process. ``FIGURES`` is the
 registry: name -> function(analysis, metrics, pool) -> Figure (``FigureFn``; ``pool``: every
-rated player, ratings.csv); ``write_figures`` draws them all.
+rated player, ratings.csv); ``write_figures`` draws them all. A figure the study has nothing
+for is ``NotDrawn`` with the reason, which the report prints in its place (no empty image).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from textwrap import fill
 from typing import Any, Protocol
@@ -34,14 +36,22 @@ from analysis.registry import REGIMES
 from analysis.report_text import fmt_estimate, optimal_why
 
 
+@dataclass(frozen=True)
+class NotDrawn:
+    """A figure the study has nothing for: the reason, printed by the report in its place."""
+
+    why: str
+
+
 class FigureFn(Protocol):
-    """(analysis, metrics, pool) -> the figure, or None where the study has nothing to draw in
-    it (the report then says why, and no file of it is left). ``pool``: every rated player
+    """(analysis, metrics, pool) -> the figure; ``NotDrawn`` where the study has nothing to
+    draw in it (the report prints the reason), None where the figure does not apply (the
+    report leaves it out); no file of either is left. ``pool``: every rated player
     (ratings.csv, as ``analysis.registry.load_ratings`` reads it); None: the checkpoints'."""
 
     def __call__(
         self, analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-    ) -> Figure | None: ...
+    ) -> Figure | NotDrawn | None: ...
 
 
 FIGURES: dict[str, FigureFn] = {}
@@ -67,13 +77,6 @@ def _figure(panels: int, width: float = 4.6, height: float = 3.6) -> tuple[Figur
     return fig, axes[: max(panels, 1)]
 
 
-def _empty(fig_axes: tuple[Figure, list], message: str) -> Figure:
-    fig, axes = fig_axes
-    axes[0].text(0.5, 0.5, message, ha="center", va="center", transform=axes[0].transAxes)
-    axes[0].set_axis_off()
-    return fig
-
-
 def _legend(ax: Any, below: bool = False) -> None:
     """A legend only where some artist has a label (no empty legend, no warning); ``below``:
     under the axes, off the data."""
@@ -95,7 +98,7 @@ def _size_colours(study: pd.DataFrame) -> dict[str, tuple[float, ...]]:
 @register_figure("elo_vs_compute")
 def elo_vs_compute(
     analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-) -> Figure:
+) -> Figure | NotDrawn:
     """Elo against compute, one line per run coloured by size, the frontier in black, and
     each fitted form of the frontier over its FLOP range (its slope's interval in the
     legend; a form not fitted or not identified is named there and not drawn)."""
@@ -103,7 +106,7 @@ def elo_vs_compute(
     order = study["regime"].map(REGIMES.index) * 1e6 + study["cap"].astype(float).fillna(0.0)
     labels = list(dict.fromkeys(study["group"].iloc[np.argsort(order.to_numpy(), kind="stable")]))
     if not labels:
-        return _empty(_figure(1), "no rated checkpoints")
+        return NotDrawn("no rated checkpoints")
     fig, axes = _figure(len(labels), width=5.2, height=5.2)  # room for the legend below
     colours = _size_colours(study)
     for ax, label in zip(axes, labels, strict=True):
@@ -150,12 +153,12 @@ def elo_vs_compute(
 @register_figure("switch")
 def switch(
     analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-) -> Figure:
+) -> Figure | NotDrawn:
     """Before and after the switch: the frontiers, the segmented fits with their bands, the
     switch's compute and the cap."""
     caps = sorted(analysis.switch_x)
     if not caps:
-        return _empty(_figure(1), "no self-play from a capped checkpoint")
+        return NotDrawn("no self-play from a capped checkpoint")
     fig, axes = _figure(len(caps), width=5.5, height=4.2)
     study = analysis.study[np.isfinite(analysis.study["elo"]) & analysis.study["on_frontier"]]
     for ax, cap in zip(axes, caps, strict=True):
@@ -202,14 +205,14 @@ def switch(
 @register_figure("rating_intervals")
 def rating_intervals(
     analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-) -> Figure:
+) -> Figure | NotDrawn:
     """Every rated player of the pool with its interval, sorted by rating: the checkpoints
     (hollow off the frontier), the bridges and the anchors marked apart, and each placed cap
     as a band, so the band's evidence (the bridges) is in sight. At most 60 players: the
     checkpoints are thinned first, and the title says so."""
     players = pool_players(analysis, pool)
     if players.empty:
-        return _empty(_figure(1), "no rated players")
+        return NotDrawn("no rated players")
     shown, note = thin_pool(players)
     fig = Figure(figsize=(8.0, 1.6 + 0.2 * len(shown)), layout="constrained")
     FigureCanvasAgg(fig)
@@ -219,20 +222,20 @@ def rating_intervals(
     title = f"every rated player of the pool ({len(players)}; intervals of ratings.csv)"
     ax.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")  # sorted by rating: the corner stays empty
+    if ax.get_legend_handles_labels()[0]:  # beside the axes, off the rows and their labels
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
 @register_figure("learning_curves")
 def learning_curves(
     analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-) -> Figure:
+) -> Figure | NotDrawn:
     """Loss against compute for every run with a metrics.jsonl, one panel per regime."""
     runs = analysis.study.drop_duplicates("run_id").set_index("run_id")
     have = metrics[metrics["run_id"].isin(runs.index) & metrics["loss"].notna()]
     if have.empty:
-        return _empty(_figure(1), "no metrics.jsonl with a loss")
+        return NotDrawn("no metrics.jsonl with a loss")
     regimes = [r for r in REGIME_COLOURS if r in set(runs.loc[have["run_id"], "regime"])]
     fig, axes = _figure(len(regimes))
     colours = _size_colours(analysis.study)
@@ -271,12 +274,12 @@ def learning_curves(
 @register_figure("optimal_size")
 def optimal_size(
     analysis: StudyAnalysis, metrics: pd.DataFrame, pool: pd.DataFrame | None = None
-) -> Figure:
+) -> Figure | NotDrawn:
     """The size of the frontier's run against compute, with the power-law fit where its
     exponent is estimable (else the points, and why not: ``optimal_why``)."""
     labels = list(analysis.optimal_size)
     if not labels:
-        return _empty(_figure(1), "fewer than two sizes on every frontier")
+        return NotDrawn("fewer than two sizes on every frontier")
     fig, axes = _figure(len(labels))
     study = analysis.study
     for ax, label in zip(axes, labels, strict=True):
@@ -386,16 +389,19 @@ def write_figures(
     metrics: pd.DataFrame,
     out_dir: Path,
     pool: pd.DataFrame | None = None,
-) -> dict[str, list[Path]]:
-    """Draws every registered figure into ``out_dir``: name -> [png, svg]. A figure the study
-    has nothing for is left out, and its files from an earlier report are removed. ``pool``:
-    every rated player (ratings.csv), for the rating-interval figure."""
-    out = {}
+) -> dict[str, list[Path] | NotDrawn]:
+    """Draws every registered figure into ``out_dir``: name -> [png, svg], or the ``NotDrawn``
+    reason of a figure the study has nothing for; a figure that does not apply (None) is left
+    out. Files of a figure not drawn now, from an earlier report, are removed. ``pool``: every
+    rated player (ratings.csv), for the rating-interval figure."""
+    out: dict[str, list[Path] | NotDrawn] = {}
     for name, fn in FIGURES.items():
         fig = fn(analysis, metrics, pool)
-        if fig is None:
+        if not isinstance(fig, Figure):
             for fmt in FORMATS:
                 (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)
+            if fig is not None:
+                out[name] = fig
             continue
         out[name] = save_figure(fig, out_dir, name)
     return out

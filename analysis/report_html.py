@@ -5,7 +5,7 @@ from a fitted ``StudyAnalysis`` and the figures written beside the page."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.compare import StudyAnalysis
 from analysis.fits import Estimate, SlopeComparison
 from analysis.optimal_size import MIN_OPTIMAL_SIZES
-from analysis.plots import TEST_TIME_FIGURE
+from analysis.plots import TEST_TIME_FIGURE, NotDrawn
 from analysis.report_games import endings_section
 from analysis.report_text import (
     PARAM_KINDS,
@@ -133,7 +133,7 @@ def _optimal_rows(analysis: StudyAnalysis) -> pd.DataFrame:
 
 def render_html(
     analysis: StudyAnalysis,
-    figures: dict[str, list[Path]],
+    figures: Mapping[str, list[Path] | NotDrawn],
     workdir: Path,
     source: str,
     *,
@@ -180,11 +180,17 @@ def render_html(
         parts.append("<p>Not fitted:</p><ul>")
         parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in analysis.skipped.items()]
         parts.append("</ul>")
-    parts += _test_time_section(analysis.search, figures.get(TEST_TIME_FIGURE, []))
+    test_time = figures.get(TEST_TIME_FIGURE, [])
+    parts += _test_time_section(analysis.search, test_time if isinstance(test_time, list) else [])
     parts.append("<h2>Figures</h2>")
     for name, paths in figures.items():
         if name == TEST_TIME_FIGURE:
             continue  # in its own section
+        if isinstance(paths, NotDrawn):
+            parts.append(
+                f"<h3>{esc(name.replace('_', ' '))}</h3><p>Not drawn: {esc(paths.why)}.</p>"
+            )
+            continue
         png = next(p.name for p in paths if p.suffix == ".png")
         svg = next(p.name for p in paths if p.suffix == ".svg")
         parts.append(

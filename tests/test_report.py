@@ -225,8 +225,12 @@ def test_report_of_a_study_without_selfplay_or_metrics(tmp_path: Path) -> None:
     for path in (root / "runs").glob("*/metrics.jsonl"):
         path.unlink()
     out = tmp_path / "report"
-    fits = _check_report(out, write_report(root, out, ReportConfig(n_replicates=20)))
+    index = write_report(root, out, ReportConfig(n_replicates=20))
+    fits = _check_report(out, index, absent=(TEST_TIME_FIGURE, "switch", "learning_curves"))
     assert fits["switch"] == [] and fits["selfplay"] == []
+    page = index.read_text()  # the figures it has nothing for: the reason, no empty image
+    assert "<h3>switch</h3><p>Not drawn: no self-play from a capped checkpoint.</p>" in page
+    assert "<h3>learning curves</h3><p>Not drawn: no metrics.jsonl with a loss.</p>" in page
 
 
 def _cli(argv: list[str]) -> str:
