@@ -56,7 +56,8 @@ class ReportConfig:
     rating_model: str = "ordo"  # the ratings stage's model (for the bootstrap over games)
     anchors: tuple[tuple[str, float], ...] = ()  # its anchors; () = its default (random at 0)
     # Arena players rated on the data's scale: they place the cap on the arena's (none: the
-    # cap is not placed). In TOML: [[analysis.bridges]] agent = "...", elo = 1500, se = 30.
+    # cap is not placed). In TOML: [[analysis.bridges]] agent = "...", elo = 1500, se = 30
+    # (its own error), shared_se = 100 (an error common to every bridge that declares one).
     bridges: tuple[Bridge, ...] = ()
     # N of the compute-Elo curves (contract 3; a study sets it from arena.sims): the players at
     # other N (test-time search) are reported apart. None: the one N every checkpoint has.

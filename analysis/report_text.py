@@ -100,7 +100,14 @@ def _bridge_line(b: Bridge, pool: pd.DataFrame | None, rating_level: float) -> s
             f"interval, {row['games']:.0f} games)"
         )
     source = f"; {b.source}" if b.source else ""
-    if b.se > 0:
+    if b.shared_se > 0:
+        nominal = (
+            f"{fmt_number(b.elo, 'elo')} ± {fmt_number(b.total_se, 'elo')} on the data's scale "
+            f"(± one standard error: its own ± {fmt_number(b.se, 'elo')} and ± "
+            f"{fmt_number(b.shared_se, 'elo')} shared with the other bridges that declare one, "
+            f"drawn once for them all{source})"
+        )
+    elif b.se > 0:
         nominal = (
             f"{fmt_number(b.elo, 'elo')} ± {fmt_number(b.se, 'elo')} on the data's scale (± one "
             f"standard error of its calibration and conversion{source})"
@@ -153,19 +160,21 @@ def _how_line(
         f"{analysis.n_replicates} bootstrap replicates of the arena's games, the map refitted on "
         "each with the bridges' data-scale ratings drawn from their errors"
     )
+    if sum(b.shared_se > 0 for b in used) > 1:
+        text += " (the error they share drawn once per replicate for all of them)"
     if len(used) >= 3:
         text += (
             " (the arena deviations widened by the Particle Data Group's scale factor where the "
             "bridges scatter about the line more than their errors allow)"
         )
-    if len(used) == 1 and rated is not None and used[0].se > 0:
+    if len(used) == 1 and rated is not None and used[0].total_se > 0:
         z = float(stats.norm.ppf(0.5 + level / 2))
         z_rating = float(stats.norm.ppf(0.5 + rating_level / 2))
-        conversion = z * used[0].se  # both half widths at ``level``
+        conversion = z * used[0].total_se  # both half widths at ``level``
         arena_half = z * float(rated["upper"].iloc[0] - rated["lower"].iloc[0]) / 2 / z_rating
         larger = conversion > arena_half
         text += (
-            f". Of its two sources, the conversion's error (± {fmt_number(used[0].se, 'elo')}"
+            f". Of its two sources, the conversion's error (± {fmt_number(used[0].total_se, 'elo')}"
             f" standard error: ± {fmt_number(conversion, 'elo')} at {level:.0%}) "
             + ("outweighs" if larger else "is smaller than")
             + f" the bridge's arena rating's (± {fmt_number(arena_half, 'elo')} at {level:.0%})"

@@ -13,7 +13,11 @@ offset (arena = data + c: Elo differences are taken as equal on both scales), wi
 bridges at distinct data ratings a line arena = alpha + beta (data - cap), weighted by
 1 / (se_arena^2 + se_data^2), so the cap is at alpha. Its interval refits the map on every
 bootstrap replicate of the arena ratings (the same bootstrap over games as the study's
-checkpoints) with the bridges' data ratings drawn from their errors; with three or more bridges
+checkpoints) with the bridges' data ratings drawn from their errors: each bridge's own error
+(``se``) independently, and an error common to several bridges (``shared_se``: one conversion
+from an engine's rating list to the data's scale, the same for every level of the engine) as
+one draw per replicate for all that declare it, so that more bridges behind one conversion do
+not average its error away; with three or more bridges
 the arena deviations are widened by the Particle Data Group's scale factor max(1, sqrt(chi2 /
 dof)) when the bridges scatter about the line more than their declared errors allow (the errors
 are declared, so no Student-t factor: it would widen a consistent set of three bridges 3.8x).
@@ -49,14 +53,25 @@ class Bridge:
 
     agent: str  # its name in the arena (ratings.csv)
     elo: float  # its rating on the data's scale (the scale of the games' Elo tags)
-    se: float = 0.0  # the standard error of that rating (calibration and conversion)
+    se: float = 0.0  # the standard error of that rating of its own (its calibration)
+    # the standard error of a part common to every bridge that declares one (one conversion
+    # between rating lists): drawn once per replicate for all of them, not averaged away
+    shared_se: float = 0.0
     source: str = ""  # where the rating comes from (rating list, conditions, conversion)
 
     def __post_init__(self) -> None:
         if not self.agent:
             raise ValueError("a bridge needs the arena name of its agent")
-        if not np.isfinite(self.elo) or not (np.isfinite(self.se) and self.se >= 0):
-            raise ValueError(f"bridge {self.agent!r}: elo must be finite and se >= 0")
+        errors = np.array([self.se, self.shared_se])
+        if not np.isfinite(self.elo) or not (np.isfinite(errors).all() and (errors >= 0).all()):
+            raise ValueError(
+                f"bridge {self.agent!r}: elo must be finite, se and shared_se finite and >= 0"
+            )
+
+    @property
+    def total_se(self) -> float:
+        """The whole standard error of its data-scale rating (own and shared)."""
+        return float(np.hypot(self.se, self.shared_se))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +155,12 @@ def place_cap(
         scale = float(max(1.0, np.sqrt(chi2 / (data.size - 2))))
     rng = np.random.default_rng(seed)
     arena_r = bridges.arena + scale * (reps - bridges.arena)
-    data_r = data + data_se * rng.standard_normal(reps.shape)
+    shared_se = np.array([b.shared_se for b in bridges.bridges])
+    data_r = (
+        data
+        + data_se * rng.standard_normal(reps.shape)
+        + shared_se * rng.standard_normal((reps.shape[0], 1))  # one draw for them all
+    )
     return CapPlacement(
         cap=cap,
         estimate=Estimate.of(value, _map_at(cap, arena_r, data_r, w), level),
