@@ -50,9 +50,11 @@ def score_interval(points: float, games: int, z: float = 1.645) -> tuple[float, 
     return p, max(0.0, p - half), min(1.0, p + half)
 
 
-def record(games: Games, player: int) -> tuple[int, int, int]:
-    """Wins, draws and losses of ``player`` in ``games``."""
-    mine = (games.white == player) | (games.black == player)
+def record(games: Games, player: int, against: int) -> tuple[int, int, int]:
+    """Wins, draws and losses of ``player`` in its games against ``against``."""
+    mine = ((games.white == player) & (games.black == against)) | (
+        (games.black == player) & (games.white == against)
+    )
     own = np.where(games.white[mine] == player, games.score[mine], 1 - games.score[mine])
     return int((own == 1).sum()), int((own == 0.5).sum()), int((own == 0).sum())
 
@@ -149,7 +151,7 @@ def main(root: Path) -> None:
     rows = []
     for agent in agents[1:]:
         i = by_name[agent.name]
-        wins, draws, losses = record(games, i)
+        wins, draws, losses = record(games, i, by_name[agents[0].name])
         n, points = wins + draws + losses, wins + draws / 2
         p, lo, hi = score_interval(points, n)
         rows.append(
@@ -162,9 +164,11 @@ def main(root: Path) -> None:
             ]
         )
     print(
-        f"\n### Against the random agent ({args.eval_games} games each, move cap {args.move_cap})\n"
+        f"\n### Against the random agent ({args.eval_games} games each, move cap {args.move_cap});"
+        " Elo from all the pool's games\n"
     )
-    print(table(["agent", "FLOPs", "W D L", "score [90%]", "Elo, random = 0 [90%]"], rows))
+    head = ["agent", "FLOPs", "W D L vs random", "score vs random [90%]", "Elo, random = 0 [90%]"]
+    print(table(head, rows))
 
 
 if __name__ == "__main__":
