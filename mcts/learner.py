@@ -39,6 +39,7 @@ __all__ = [
     "RunFiles",
     "Start",
     "absorb",
+    "check_config",
     "finish_run",
     "milestone_flops",
     "progress_bar",
@@ -149,12 +150,53 @@ class Learner:
         return {k: float(v) for k, v in metrics.items()}
 
 
+# Fields a resumed run may change: where it lies (a study moved) and what it asks of a cluster;
+# any other difference would continue the run's checkpoints under another config.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "out_dir",
+        "init_run",
+        "learner_cpus",
+        "learner_gpus",
+        "actor_cpus",
+        "actor_gpus",
+        "max_actor_failures",
+        "max_learner_failures",
+    }
+)
+
+
+def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> None:
+    """A run that has started (a checkpoint or a resume point in its ``out_dir``) goes on only
+    with the config it was started with, but for ``RESUME_MAY_CHANGE``: else a one-line error
+    names the fields that differ, before any work. ``data``: the config.json about to be
+    written (None: ``cfg``'s own fields, without the model and study that its start adds)."""
+    out = Path(cfg.out_dir)
+    path = out / "config.json"
+    started = any(
+        (out / d).is_dir() and any((out / d).iterdir()) for d in ("checkpoints", "resume")
+    )
+    if not (path.exists() and started):
+        return
+    old = json.loads(path.read_text())
+    new = data if data is not None else json.loads(json.dumps(to_dict(cfg), default=str))
+    skip = RESUME_MAY_CHANGE | ({"model", "study"} if data is None else set())
+    differ = [k for k in sorted((set(old) | set(new)) - skip) if old.get(k) != new.get(k)]
+    if differ:
+        raise ValueError(
+            f"{out} holds a self-play run started with another config ({', '.join(differ)} "
+            "differ); use another out_dir, or that run's config"
+        )
+
+
 def write_config(cfg: SelfPlayRunConfig, start: Start) -> None:
+    """Writes the run's config.json, after ``check_config``."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = to_dict(cfg)
+    data = json.loads(json.dumps(to_dict(cfg), default=str))
     data["model"] = to_dict(start.model)
     data["study"] = {**cfg.study, "parent": start.parent, "start_flops": start.flops}
+    check_config(cfg, data)
     atomic_write_text(out / "config.json", json.dumps(data, indent=1, default=str))
 
 

@@ -38,6 +38,7 @@ from mcts.learner import (
     RunFiles,
     Start,
     absorb,
+    check_config,
     finish_run,
     milestone_flops,
     progress_bar,
@@ -65,6 +66,7 @@ __all__ = [
 def run_selfplay(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, Any]:
     """Runs (or resumes, or returns the result of) a self-play run."""
     out = Path(cfg.out_dir)
+    check_config(cfg)  # a finished or started run with another config is not its result
     if (out / "result.json").exists():
         result = dict(json.loads((out / "result.json").read_text()))
         if not repair_finished(out, result):

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+from mcts.learner import check_config
 from mcts.loop import (
     SelfPlayRunConfig,
     milestone_flops,
@@ -140,8 +141,18 @@ def test_continues_from_exactly_the_checkpoint(tiny_run: Path, tmp_path: Path) -
     kept = checkpoints.list_checkpoints(tmp_path / "sp")
     assert kept[-1]["flops"] == result["flops"] and len(kept) >= 2
     assert all(k["flops"] > meta["flops"] for k in kept)
-    # the same run again does no work
+    # the same run again does no work; with another config it is not that config's result
+    # (one line naming the field), with other resource requests it is
     assert run_selfplay(_cfg(tmp_path / "sp", str(tiny_run)), progress=False) == result
+    other = _cfg(
+        tmp_path / "sp", str(tiny_run), search=SearchConfig(num_simulations=4, value_scale=1.0)
+    )
+    with pytest.raises(
+        ValueError, match=r"sp holds a self-play run started with another config \(search differ\)"
+    ):
+        run_selfplay(other, progress=False)
+    more = _cfg(tmp_path / "sp", str(tiny_run), learner_cpus=2.0)
+    assert run_selfplay(more, progress=False) == result
 
 
 _RUN = """
@@ -166,6 +177,9 @@ def test_sigkill_resume_is_bitwise_equal(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cut / "result.json").exists(), "the kill should land mid-run"
+    with pytest.raises(ValueError, match=r"another config \(games, optim differ\)"):
+        lr = dataclasses.replace(_cfg(cut).optim, learning_rate=1e-2)
+        check_config(_cfg(cut, budget_flops=2.5e9, max_plies=12, games=5, optim=lr))
     subprocess.run([sys.executable, "-c", _RUN, str(cut)], check=True, env=env)
     a, b = (json.loads((d / "result.json").read_text()) for d in (whole, cut))
     # the checkpoint manifests hold mtimes, orbax's timestamped metadata and its random ocdbt
