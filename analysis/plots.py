@@ -79,10 +79,18 @@ def _figure(panels: int, width: float = 4.6, height: float = 3.6) -> tuple[Figur
 
 def _legend(ax: Any, below: bool = False) -> None:
     """A legend only where some artist has a label (no empty legend, no warning); ``below``:
-    under the axes, off the data."""
-    handles, _ = ax.get_legend_handles_labels()
+    under the axes, off the data, its lines wrapped to the panel's width."""
+    handles, labels = ax.get_legend_handles_labels()
     if handles and below:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
+        labels = [fill(label, 70) for label in labels]
+        ax.legend(
+            handles,
+            labels,
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.2),
+            frameon=False,
+        )
     elif handles:
         ax.legend(fontsize=7)
 
@@ -214,7 +222,11 @@ def rating_intervals(
     if players.empty:
         return NotDrawn("no rated players")
     shown, note = thin_pool(players)
-    fig = Figure(figsize=(8.0, 1.6 + 0.2 * len(shown)), layout="constrained")
+    # wide enough for the longest name (6-point labels, about 0.05 in a character) beside the
+    # plot, tall enough for the legend under it: constrained layout clips what does not fit
+    longest = max((len(str(x)) for x in shown["label"]), default=0)
+    size = (5.5 + 0.05 * longest, 2.6 + 0.2 * len(shown))
+    fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     draw_pool(ax, analysis, shown)
@@ -222,8 +234,10 @@ def rating_intervals(
     title = f"every rated player of the pool ({len(players)}; intervals of ratings.csv)"
     ax.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:  # beside the axes, off the rows and their labels
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # under the plot, off the rows (in a corner it covered the top rows' intervals)
+        labels = [fill(label, 60) for label in labels]
+        fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=2, frameon=False)
     return fig
 
 

@@ -108,11 +108,15 @@ def test_rating_intervals_show_every_rated_player_bridges_and_anchors_apart(stud
     x0, x1 = band.get_transform().transform([[xs.min(), 0], [xs.max(), 0]])[:, 0]
     lo, hi = ax.transData.inverted().transform([[x0, 0], [x1, 0]])[:, 0]
     assert lo == pytest.approx(est.lo, abs=1e-6) and hi == pytest.approx(est.hi, abs=1e-6)
-    # the legend lies beside the plot (it covered the top rows' intervals in a corner), inside
-    # the figure
+    # the legend lies under the plot (in a corner it covered the top rows' intervals), and it
+    # and every row's name lie inside the figure (constrained layout clips what does not fit)
     fig.canvas.draw()
-    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
-    assert legend.x0 >= frame.x1 and legend.x1 <= fig.bbox.x1 + 1, (legend, frame, fig.bbox)
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    legend, frame = fig.legends[0].get_window_extent(), ax.get_window_extent()
+    assert legend.y1 <= frame.y0 and legend.y0 >= fig.bbox.y0 - 1, (legend, frame, fig.bbox)
+    assert fig.bbox.x0 - 1 <= legend.x0 and legend.x1 <= fig.bbox.x1 + 1, (legend, fig.bbox)
+    names = [t.get_window_extent() for t in ax.get_yticklabels()]
+    assert min(b.x0 for b in names) >= fig.bbox.x0 - 1, names
 
 
 def test_the_pool_is_thinned_by_checkpoints_only() -> None:
