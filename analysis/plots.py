@@ -302,10 +302,10 @@ def optimal_size(
         ax.scatter(f["log10_flops"], np.log10(f["params"].astype(float)), s=10, label="frontier")
         why = optimal_why(analysis, label)
         if why:
-            ax.text(
-                0.02,
-                0.98,
-                fill(f"exponent not estimable: {why}", 50),
+            ax.text(  # under the axes: inside them it covered the points
+                0.0,
+                -0.22,
+                fill(f"exponent not estimable: {why}", 70),
                 transform=ax.transAxes,
                 va="top",
                 fontsize=7,
