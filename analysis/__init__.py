@@ -16,10 +16,11 @@ apart first: ``curves, search = split_by_sims(study, sims)``, the curves at one 
 """
 
 from analysis.compare import SWITCH_METHODS, AnalysisConfig, StudyAnalysis, analyze
+from analysis.figure_files import write_figures
 from analysis.fits import CurveFit, Estimate, SlopeComparison, compare_slopes, fit_curve
 from analysis.forms import FORMS, FitForm, fit_batch, make_form, register_form
 from analysis.frontier import frontier, frontier_curve, frontier_masks
-from analysis.plots import FIGURES, write_figures
+from analysis.plots import FIGURES
 from analysis.ratings import (
     DEFAULT_ANCHOR,
     RATING_MODELS,

@@ -3,17 +3,16 @@
 Figures are built on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through
 pyplot's global state, so they can be drawn from any thread or process. ``FIGURES`` is the
 registry: name -> function(analysis, metrics, pool) -> Figure (``FigureFn``; ``pool``: every
-rated player, ratings.csv); ``write_figures`` draws them all. A figure the study has nothing
-for is ``NotDrawn`` with the reason, which the report prints in its place (no empty image).
+rated player, ratings.csv); ``analysis.figure_files.write_figures`` draws and saves them all.
+A figure the study has nothing for is ``NotDrawn`` with the reason, which the report prints in
+its place (no empty image).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from textwrap import fill
 from typing import Any, Protocol
 
@@ -383,39 +382,3 @@ def elo_vs_test_time_sims(
     ax.grid(True, alpha=0.3)
     _legend(ax)
     return fig
-
-
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Writes ``stem.png`` and ``stem.svg`` into ``out_dir``, each atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.{os.getpid()}.tmp.{fmt}"
-        fig.savefig(tmp, format=fmt, dpi=120)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
-
-
-def write_figures(
-    analysis: StudyAnalysis,
-    metrics: pd.DataFrame,
-    out_dir: Path,
-    pool: pd.DataFrame | None = None,
-) -> dict[str, list[Path] | NotDrawn]:
-    """Draws every registered figure into ``out_dir``: name -> [png, svg], or the ``NotDrawn``
-    reason of a figure the study has nothing for; a figure that does not apply (None) is left
-    out. Files of a figure not drawn now, from an earlier report, are removed. ``pool``: every
-    rated player (ratings.csv), for the rating-interval figure."""
-    out: dict[str, list[Path] | NotDrawn] = {}
-    for name, fn in FIGURES.items():
-        fig = fn(analysis, metrics, pool)
-        if not isinstance(fig, Figure):
-            for fmt in FORMATS:
-                (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)
-            if fig is not None:
-                out[name] = fig
-            continue
-        out[name] = save_figure(fig, out_dir, name)
-    return out

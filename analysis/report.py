@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import AnalysisConfig, StudyAnalysis, analyze
-from analysis.plots import write_figures
+from analysis.figure_files import write_figures
 from analysis.registry import (
     arena_games,
     load_metrics,

@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from elocap.files import atomic_write_text
 from mcts.replay_buffer import ReplayBuffer
 from mcts.resign import ResignCalibrator
-from mcts.run_config import SelfPlayRunConfig, planned_steps
+from mcts.run_config import SelfPlayRunConfig, check_config, planned_steps
 from mcts.selfplay import game_ends
 from mcts.stream import Stream
 from scaling import checkpoints, flops
@@ -39,7 +39,6 @@ __all__ = [
     "RunFiles",
     "Start",
     "absorb",
-    "check_config",
     "finish_run",
     "milestone_flops",
     "progress_bar",
@@ -148,45 +147,6 @@ class Learner:
             batch = self.fns.put(self.replay.sample(rng, self.cfg.train_batch))
             self.state, metrics = self.fns.train_step(self.state, batch)
         return {k: float(v) for k, v in metrics.items()}
-
-
-# Fields a resumed run may change: where it lies (a study moved) and what it asks of a cluster;
-# any other difference would continue the run's checkpoints under another config.
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "out_dir",
-        "init_run",
-        "learner_cpus",
-        "learner_gpus",
-        "actor_cpus",
-        "actor_gpus",
-        "max_actor_failures",
-        "max_learner_failures",
-    }
-)
-
-
-def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> None:
-    """A run that has started (a checkpoint or a resume point in its ``out_dir``) goes on only
-    with the config it was started with, but for ``RESUME_MAY_CHANGE``: else a one-line error
-    names the fields that differ, before any work. ``data``: the config.json about to be
-    written (None: ``cfg``'s own fields, without the model and study that its start adds)."""
-    out = Path(cfg.out_dir)
-    path = out / "config.json"
-    started = any(
-        (out / d).is_dir() and any((out / d).iterdir()) for d in ("checkpoints", "resume")
-    )
-    if not (path.exists() and started):
-        return
-    old = json.loads(path.read_text())
-    new = data if data is not None else json.loads(json.dumps(to_dict(cfg), default=str))
-    skip = RESUME_MAY_CHANGE | ({"model", "study"} if data is None else set())
-    differ = [k for k in sorted((set(old) | set(new)) - skip) if old.get(k) != new.get(k)]
-    if differ:
-        raise ValueError(
-            f"{out} holds a self-play run started with another config ({', '.join(differ)} "
-            "differ); use another out_dir, or that run's config"
-        )
 
 
 def write_config(cfg: SelfPlayRunConfig, start: Start) -> None:

@@ -38,7 +38,6 @@ from mcts.learner import (
     RunFiles,
     Start,
     absorb,
-    check_config,
     finish_run,
     milestone_flops,
     progress_bar,
@@ -49,7 +48,12 @@ from mcts.learner import (
     write_config,
 )
 from mcts.loop_ray import run_selfplay_ray
-from mcts.run_config import SelfPlayRunConfig, iteration_plies, selfplay_config
+from mcts.run_config import (
+    SelfPlayRunConfig,
+    check_config,
+    iteration_plies,
+    selfplay_config,
+)
 
 __all__ = [
     "Learner",

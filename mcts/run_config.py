@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 from elocap.execution import Resources
 from mcts.search import SearchConfig
 from mcts.selfplay import SelfPlayConfig
-from scaling.config import ModelConfig, OptimConfig
+from scaling.config import ModelConfig, OptimConfig, to_dict
 
 __all__ = [
     "LR_SCHEDULES",
+    "RESUME_MAY_CHANGE",
     "SelfPlayRunConfig",
     "actor_resources",
+    "check_config",
     "iteration_plies",
     "learner_resources",
     "planned_steps",
@@ -181,3 +186,48 @@ def planned_steps(
     positions = cfg.train_batch / cfg.replay_ratio
     search = positions * plies_per_position * (cfg.search.num_simulations + 1) * eval_flops
     return max(1, int(cfg.budget_flops / (step_flops + search)))
+
+
+# Fields a resumed run may change: where it lies (a study moved) and what it asks of a cluster;
+# any other difference would continue the run's checkpoints under another config.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "out_dir",
+        "init_run",
+        "learner_cpus",
+        "learner_gpus",
+        "actor_cpus",
+        "actor_gpus",
+        "max_actor_failures",
+        "max_learner_failures",
+    }
+)
+
+
+def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> None:
+    """A run that has started (a checkpoint or a resume point in its ``out_dir``) goes on only
+    with the config it was started with, but for ``RESUME_MAY_CHANGE``: else a one-line error
+    names the fields that differ, before any work. ``data``: the config.json about to be
+    written; None: ``cfg``'s own fields, with what its start adds (a continued run's model, the
+    study's parent and start FLOPs) taken as they were."""
+    out = Path(cfg.out_dir)
+    path = out / "config.json"
+    started = any(
+        (out / d).is_dir() and any((out / d).iterdir()) for d in ("checkpoints", "resume")
+    )
+    if not (path.exists() and started):
+        return
+    old = json.loads(path.read_text())
+    new = data
+    if new is None:
+        new = json.loads(json.dumps(to_dict(cfg), default=str))
+        new["study"] = {**old.get("study", {}), **new["study"]}
+        if cfg.init_run:  # the model is the start's, whatever cfg.model says
+            new["model"] = old.get("model")
+    keys = sorted((set(old) | set(new)) - RESUME_MAY_CHANGE)
+    differ = [k for k in keys if old.get(k) != new.get(k)]
+    if differ:
+        raise ValueError(
+            f"{out} holds a self-play run started with another config ({', '.join(differ)} "
+            "differ); use another out_dir, or that run's config"
+        )

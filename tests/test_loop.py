@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import pytest
 
-from mcts.learner import check_config
 from mcts.loop import (
     SelfPlayRunConfig,
     milestone_flops,
@@ -27,6 +26,7 @@ from mcts.loop import (
     save_start,
     starting_point,
 )
+from mcts.run_config import check_config
 from mcts.search import SearchConfig
 from scaling import checkpoints
 from scaling.model import NAMED_SIZES
@@ -180,6 +180,10 @@ def test_sigkill_resume_is_bitwise_equal(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"another config \(games, optim differ\)"):
         lr = dataclasses.replace(_cfg(cut).optim, learning_rate=1e-2)
         check_config(_cfg(cut, budget_flops=2.5e9, max_plies=12, games=5, optim=lr))
+    # from random init the model is the config's own: another one is another run
+    with pytest.raises(ValueError, match=r"another config \(model differ\)"):
+        check_config(_cfg(cut, budget_flops=2.5e9, max_plies=12, model=NAMED_SIZES["30k"]))
+    check_config(_cfg(cut, budget_flops=2.5e9, max_plies=12, actor_cpus=2.0))  # may change
     subprocess.run([sys.executable, "-c", _RUN, str(cut)], check=True, env=env)
     a, b = (json.loads((d / "result.json").read_text()) for d in (whole, cut))
     # the checkpoint manifests hold mtimes, orbax's timestamped metadata and its random ocdbt
