@@ -66,7 +66,14 @@ def _tiny_selfplay() -> SelfPlayRunConfig:
 
 
 # Fields of SelfPlayRunConfig that the runner sets (the run's place and its starting point).
-SELFPLAY_DERIVED: tuple[str, ...] = ("out_dir", "init_run", "init_step", "model", "study")
+SELFPLAY_DERIVED: tuple[str, ...] = (
+    "out_dir",
+    "init_run",
+    "init_step",
+    "model",
+    "study",
+    "corpus_dir",
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -33,8 +33,9 @@ def supervised_runs(cfg: StudyConfig, wd: Workdir) -> list[TrainConfig]:
 
 def selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[SelfPlayRunConfig]:
     """Per cap, self-play continued from the last checkpoint of the supervised run with the
-    largest model and budget, and (``scratch``) the control from a random initialisation of
-    the same model; run ids hash the resolved config without its directory."""
+    largest model and budget (with ``corpus_mix``, mixing the cap's data into its batches),
+    and (``scratch``) the control from a random initialisation of the same model, from its
+    own games alone; run ids hash the resolved config without its directories."""
     s = cfg.selfplay
     if not s.enabled:
         return []
@@ -50,9 +51,17 @@ def selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[SelfPlayRunConfig]:
             cap_text = "" if arm_cap is None else str(arm_cap)
             study = {"cap": cap_text, "regime": regime, "size": parent.info.size}
             run = dataclasses.replace(s.run, init_run=init, model=parent.model, study=study)
+            if arm_cap is None:  # the control learns from its own games alone
+                run = dataclasses.replace(run, corpus_mix=0.0)
+            elif run.corpus_mix > 0:  # the cap's own data, the parent's training set
+                run = dataclasses.replace(run, corpus_dir=str(wd.data_dir(arm_cap)))
             data = to_dict(run)
             data.pop("out_dir")
             data["init_run"] = Path(init).name  # the parent's id, not where it lies
+            if run.corpus_mix:
+                data["corpus_dir"] = cap_text  # which cap's data, not where it lies
+            else:  # runs without a mix keep the ids they had before the field existed
+                del data["corpus_mix"], data["corpus_dir"]
             name = selfplay_run_name(arm_cap, parent.info.size, config_hash(data))
             out[name] = dataclasses.replace(run, out_dir=str(wd.run_dir(name)))
     return list(out.values())

@@ -21,12 +21,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from elocap.files import atomic_write_text
+from mcts.corpus import Corpus, concat
 from mcts.replay_buffer import ReplayBuffer
 from mcts.resign import ResignCalibrator
 from mcts.run_config import SelfPlayRunConfig, check_config, planned_steps
 from mcts.selfplay import game_ends
 from mcts.stream import Stream
 from scaling import checkpoints, flops
+from scaling.batch import TrainBatch
 from scaling.config import ModelConfig, to_dict
 from scaling.model import init_params
 from scaling.step import TrainStep, make_train_step
@@ -128,6 +130,13 @@ class Learner:
         self.replay = ReplayBuffer.empty(
             cfg.replay_capacity, cfg.replay_games, cfg.value_target_mix
         )
+        self.corpus: Corpus | None = None  # rows of the capped data mixed into each batch
+        self.corpus_rows = 0
+        if cfg.corpus_mix > 0:
+            self.corpus = Corpus.of(cfg)
+            self.corpus_rows = min(
+                cfg.train_batch - 1, max(1, round(cfg.corpus_mix * cfg.train_batch))
+            )
         self.resign: ResignCalibrator | None = None  # the calibrated threshold (mcts.resign)
         if cfg.resign_value is not None and cfg.resign_calibrate:
             self.resign = ResignCalibrator(
@@ -141,10 +150,17 @@ class Learner:
         """The resignation threshold in force (None: resignation off)."""
         return self.resign.value if self.resign is not None else self.cfg.resign_value
 
+    def batch(self, rng: np.random.Generator) -> TrainBatch:
+        """One learner batch on the host: replay rows, then ``corpus_rows`` of the corpus."""
+        rows = self.replay.sample(rng, self.cfg.train_batch - self.corpus_rows)
+        if self.corpus is None:
+            return rows
+        return concat(rows, self.corpus.sample(rng, self.corpus_rows))
+
     def train(self, rng: np.random.Generator, steps: int) -> dict[str, float]:
         metrics: Any = {}
         for _ in range(steps):
-            batch = self.fns.put(self.replay.sample(rng, self.cfg.train_batch))
+            batch = self.fns.put(self.batch(rng))
             self.state, metrics = self.fns.train_step(self.state, batch)
         return {k: float(v) for k, v in metrics.items()}
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 
+from mcts.corpus import Corpus
 from mcts.learner import (
     Learner,
     Progress,
@@ -75,6 +76,8 @@ def run_selfplay(cfg: SelfPlayRunConfig, *, progress: bool = True) -> dict[str, 
         result = dict(json.loads((out / "result.json").read_text()))
         if not repair_finished(out, result):
             return result
+    if cfg.corpus_mix > 0:  # the data it mixes in is there, before any game (or Ray actor)
+        Corpus.of(cfg)
     if cfg.actors:
         return run_selfplay_ray(cfg, progress=progress)
     return _run_local(cfg, progress)

@@ -68,6 +68,13 @@ class SelfPlayRunConfig:
     replay_capacity: int = 50_000  # positions held at most (the memory bound)
     replay_games: int | None = None  # sample from the positions of the last N games (None: all)
     replay_ratio: float = 1.0  # samples trained / samples generated
+    # Continuation: this fraction of every learner batch is positions of corpus_dir's train
+    # split (a data build; the move played as the policy target, the game's result as the
+    # value target), the rest self-play; it keeps the start's knowledge of the capped games
+    # while self-play adds to it (BENCHMARKS.md 13g). A study sets corpus_dir to the cap's
+    # data for the run continued from the cap; its from-scratch control never mixes.
+    corpus_mix: float = 0.0
+    corpus_dir: str = ""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)  # peak after warm-up
     lr_schedule: str = "cosine"  # "cosine": to optim.final_lr_fraction at the budget; "constant"
     dtype: str = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU), float32, bfloat16
@@ -124,6 +131,8 @@ class SelfPlayRunConfig:
             raise ValueError(
                 "selfplay value_target_mix must be in [0, 1], got " + repr(self.value_target_mix)
             )
+        if not 0.0 <= self.corpus_mix < 1.0:
+            raise ValueError(f"selfplay corpus_mix must be in [0, 1), got {self.corpus_mix!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"selfplay lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
@@ -194,6 +203,7 @@ RESUME_MAY_CHANGE = frozenset(
     {
         "out_dir",
         "init_run",
+        "corpus_dir",
         "learner_cpus",
         "learner_gpus",
         "actor_cpus",
@@ -225,7 +235,9 @@ def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> 
         if cfg.init_run:  # the model is the start's, whatever cfg.model says
             new["model"] = old.get("model")
     keys = sorted((set(old) | set(new)) - RESUME_MAY_CHANGE)
-    differ = [k for k in keys if old.get(k) != new.get(k)]
+    # a field added since the run started reads as its default there
+    default = json.loads(json.dumps(to_dict(SelfPlayRunConfig(out_dir="")), default=str))
+    differ = [k for k in keys if old.get(k, default.get(k)) != new.get(k, default.get(k))]
     if differ:
         raise ValueError(
             f"{out} holds a self-play run started with another config ({', '.join(differ)} "

@@ -170,6 +170,8 @@ def _reaches_stage(cfg: StudyConfig, path: str, value: Any, tmp_path: Path) -> N
         assert _get(job, rest) == value
     elif table == "selfplay" and rest.startswith("run."):
         runs = _fake_selfplay_runs(cfg, wd)
+        if rest == "run.corpus_mix":  # the from-scratch control never mixes
+            runs = [r for r in runs if r.study["regime"] == "selfplay_cap"]
         assert runs and all(_get(r, rest[4:]) == value for r in runs)
     elif table in ("arena", "analysis", "data", "selfplay", "name"):
         assert _get(cfg, path) == value  # stages read these sections directly (study_stages)
@@ -189,7 +191,13 @@ def _fake_selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[Any]:
 
 @pytest.mark.parametrize("key", [*SELFPLAY_DERIVED])
 def test_fields_the_runner_derives_are_refused(key: str, tmp_path: Path) -> None:
-    values = {"out_dir": '"x"', "init_run": '"x"', "init_step": "3", "study": '{cap = "1"}'}
+    values = {
+        "out_dir": '"x"',
+        "init_run": '"x"',
+        "init_step": "3",
+        "study": '{cap = "1"}',
+        "corpus_dir": '"x"',
+    }
     toml = tmp_path / "s.toml"
     if key == "model":
         toml.write_text("[selfplay.run.model]\nwidth = 32\n")
@@ -343,3 +351,29 @@ def test_evaluated_checkpoints_are_log_spaced_and_end_with_the_last() -> None:
     assert study_plan.log_spaced_picks(17, 4) == [0, 2, 6, 16]
     assert study_plan.log_spaced_picks(3, 8) == [0, 1, 2]
     assert study_plan.log_spaced_picks(0, 2) == []
+
+
+def test_the_cap_arm_mixes_its_caps_data_and_the_control_none(tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text("[data]\ncaps = [1200, 1500]\n[selfplay.run]\ncorpus_mix = 0.25\n")
+    wd = Workdir(root=tmp_path / "wd")
+    runs = _fake_selfplay_runs(load_study_config(toml), wd)
+    arms = {(r.study["regime"], r.study["cap"]): r for r in runs}
+    assert set(arms) == {
+        ("selfplay_cap", "1200"),
+        ("selfplay_cap", "1500"),
+        ("selfplay_scratch", ""),
+    }
+    for cap in (1200, 1500):
+        run = arms["selfplay_cap", str(cap)]
+        assert (run.corpus_mix, run.corpus_dir) == (0.25, str(wd.data_dir(cap)))
+    scratch = arms["selfplay_scratch", ""]
+    assert (scratch.corpus_mix, scratch.corpus_dir) == (0.0, "")
+    # the control is the same run (one id) with or without a mix in the study
+    toml.write_text("[data]\ncaps = [1200, 1500]\n")
+    plain = {
+        r.study["regime"] + r.study["cap"]: r
+        for r in _fake_selfplay_runs(load_study_config(toml), wd)
+    }
+    assert plain["selfplay_scratch"].out_dir == scratch.out_dir
+    assert plain["selfplay_cap1500"].out_dir != arms["selfplay_cap", "1500"].out_dir
