@@ -71,8 +71,8 @@ class SelfPlayRunConfig:
     # Continuation: this fraction of every learner batch is positions of corpus_dir's train
     # split (a data build; the move played as the policy target, the game's result as the
     # value target), the rest self-play; it keeps the start's knowledge of the capped games
-    # while self-play adds to it (BENCHMARKS.md 13g). A study sets corpus_dir to the cap's
-    # data for the run continued from the cap; its from-scratch control never mixes.
+    # (BENCHMARKS.md 13g; replay_ratio counts these rows too). A study sets corpus_dir to the
+    # cap's data for the run continued from the cap; its from-scratch control never mixes.
     corpus_mix: float = 0.0
     corpus_dir: str = ""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)  # peak after warm-up
