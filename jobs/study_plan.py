@@ -17,6 +17,7 @@ from elocap.workdir import CheckpointRow, Workdir, checkpoint_id, selfplay_run_n
 from jobs.study_config import StudyConfig
 from mcts.agents import AgentSpec, NetworkAgent, parse_agent
 from mcts.loop import SelfPlayRunConfig
+from mcts.run_config import without_later_defaults
 from scaling.config import ModelConfig, RunInfo, TrainConfig, config_hash, from_dict, to_dict
 from scaling.sweep import SweepConfig, SweepJob, run_configs
 
@@ -58,10 +59,9 @@ def selfplay_runs(cfg: StudyConfig, wd: Workdir) -> list[SelfPlayRunConfig]:
             data = to_dict(run)
             data.pop("out_dir")
             data["init_run"] = Path(init).name  # the parent's id, not where it lies
-            if run.corpus_mix:
+            if run.corpus_dir:
                 data["corpus_dir"] = cap_text  # which cap's data, not where it lies
-            else:  # runs without a mix keep the ids they had before the field existed
-                del data["corpus_mix"], data["corpus_dir"]
+            data = without_later_defaults(data)  # older runs keep their ids
             name = selfplay_run_name(arm_cap, parent.info.size, config_hash(data))
             out[name] = dataclasses.replace(run, out_dir=str(wd.run_dir(name)))
     return list(out.values())

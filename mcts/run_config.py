@@ -214,6 +214,28 @@ RESUME_MAY_CHANGE = frozenset(
 )
 
 
+# Fields added after runs existed, with their defaults: a config at the default is hashed and
+# compared without them, so older runs keep their ids and resume (their config.json lacks them).
+LATER_FIELDS: dict[tuple[str, ...], Any] = {
+    ("corpus_mix",): 0.0,
+    ("corpus_dir",): "",
+    ("search", "repetition_penalty"): 0.0,
+}
+
+
+def without_later_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A config's dict (``to_dict``) without the ``LATER_FIELDS`` at their defaults."""
+    out = json.loads(json.dumps(data, default=str))
+    for path, default in LATER_FIELDS.items():
+        *parents, name = path
+        inner = out
+        for key in parents:
+            inner = inner.get(key) if isinstance(inner, dict) else None
+        if isinstance(inner, dict) and name in inner and inner[name] == default:
+            del inner[name]
+    return out
+
+
 def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> None:
     """A run that has started (a checkpoint or a resume point in its ``out_dir``) goes on only
     with the config it was started with, but for ``RESUME_MAY_CHANGE``: else a one-line error
@@ -234,10 +256,9 @@ def check_config(cfg: SelfPlayRunConfig, data: dict[str, Any] | None = None) -> 
         new["study"] = {**old.get("study", {}), **new["study"]}
         if cfg.init_run:  # the model is the start's, whatever cfg.model says
             new["model"] = old.get("model")
+    old, new = without_later_defaults(old), without_later_defaults(new)
     keys = sorted((set(old) | set(new)) - RESUME_MAY_CHANGE)
-    # a field added since the run started reads as its default there
-    default = json.loads(json.dumps(to_dict(SelfPlayRunConfig(out_dir="")), default=str))
-    differ = [k for k in keys if old.get(k, default.get(k)) != new.get(k, default.get(k))]
+    differ = [k for k in keys if old.get(k) != new.get(k)]
     if differ:
         raise ValueError(
             f"{out} holds a self-play run started with another config ({', '.join(differ)} "

@@ -31,7 +31,16 @@ from flax import struct
 
 from data_pipeline import pgx_rules
 from data_pipeline.encoding import NUM_ACTIONS, OBS_LEN
-from mcts.env import MAX_MOVES, ChessState, from_obs, from_pgx, initial_state, observe, step
+from mcts.env import (
+    MAX_MOVES,
+    REASONS,
+    ChessState,
+    from_obs,
+    from_pgx,
+    initial_state,
+    observe,
+    step,
+)
 from scaling.model import PolicyValueNet, param_shapes
 
 __all__ = [
@@ -77,6 +86,11 @@ class SearchConfig:
     # At 16 simulations a found mate (q = 1) weighs ~5 nats against the prior's logits, so a
     # sharp prior can outvote it (BENCHMARKS.md 13d)
     value_scale: float = 0.1
+    # The reward of a move that completes a threefold repetition, for the player who made it,
+    # inside the search (contempt; the game still ends drawn and its value target is a draw).
+    # Self-play from random init collapsed into repetitions (BENCHMARKS.md 13b, 13e seed 1);
+    # a penalty makes the side that would repeat look for another move. 0: the rules' draw.
+    repetition_penalty: float = 0.0
     dirichlet_alpha: float = 0.3  # alphazero: root noise concentration (AlphaZero's chess value)
     dirichlet_fraction: float = 0.25  # alphazero: weight of the noise (0: none, for evaluation)
     pb_c_init: float = 1.25  # alphazero: PUCT c1
@@ -104,6 +118,10 @@ class SearchConfig:
                 raise ValueError(f"search.{name} must be >= 0, got {getattr(self, name)}")
         if not isinstance(self.value_rescale, bool):
             raise ValueError(f"search.value_rescale must be true or false: {self.value_rescale!r}")
+        if not 0.0 <= self.repetition_penalty <= 1.0:
+            raise ValueError(
+                f"search.repetition_penalty must be in [0, 1], got {self.repetition_penalty}"
+            )
         for name in ("dirichlet_alpha", "pb_c_init", "pb_c_base", "value_scale"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"search.{name} must be > 0, got {getattr(self, name)}")
@@ -236,7 +254,10 @@ def _priors(logits: jax.Array, moves: jax.Array) -> jax.Array:  # f32[B, MAX_MOV
     return jnp.where(idx < NUM_ACTIONS, got, _MASKED)
 
 
-def _recurrent_fn(net: PolicyValueNet, elo: int | None) -> mctx.RecurrentFn:
+REPETITION = REASONS.index("threefold_repetition")
+
+
+def _recurrent_fn(net: PolicyValueNet, elo: int | None, penalty: float = 0.0) -> mctx.RecurrentFn:
     def recurrent(
         params: Any, key: jax.Array, slot: jax.Array, parent: ChessState
     ) -> tuple[mctx.RecurrentFnOutput, ChessState]:
@@ -244,6 +265,9 @@ def _recurrent_fn(net: PolicyValueNet, elo: int | None) -> mctx.RecurrentFn:
         # slot int32[B] -> action int32[B]; a padding slot is NUM_ACTIONS: illegal, a loss
         action = jnp.take_along_axis(parent.moves, slot[:, None], axis=1)[:, 0]
         child, reward = jax.vmap(step)(parent, action.astype(jnp.int32))
+        if penalty:  # contempt for the mover who completes a repetition
+            repeated = ~parent.terminated & (child.reason == REPETITION)
+            reward = reward - penalty * repeated.astype(reward.dtype)
         logits, value = evaluate(net, params, jax.vmap(observe)(child), elo)
         done = child.terminated  # bool[B]
         out = mctx.RecurrentFnOutput(
@@ -277,7 +301,8 @@ def run_search(
     if temp.ndim == 1:  # one per game (continuous self-play): broadcast over the moves
         temp = temp[:, None]
     policy = SEARCH_POLICIES[cfg.kind]
-    return policy(params, key, root, _recurrent_fn(net, elo), invalid, cfg, temp)
+    recurrent = _recurrent_fn(net, elo, cfg.repetition_penalty)
+    return policy(params, key, root, recurrent, invalid, cfg, temp)
 
 
 def search(

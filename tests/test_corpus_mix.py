@@ -65,15 +65,19 @@ def test_a_mix_without_its_corpus_is_refused_before_any_game(tmp_path: Path) -> 
 
 
 def test_a_run_started_before_the_field_existed_resumes(tmp_path: Path) -> None:
-    """A config.json without corpus_mix reads as the default (no mix): not another config."""
+    """A config.json without the fields added since (mcts.run_config.LATER_FIELDS: the corpus
+    mix, the search's repetition penalty) reads as their defaults: not another config."""
     cfg = _cfg(tmp_path)
     (tmp_path / "checkpoints" / "1").mkdir(parents=True)
     old = json.loads(json.dumps(to_dict(cfg), default=str))
-    del old["corpus_mix"], old["corpus_dir"]
+    del old["corpus_mix"], old["corpus_dir"], old["search"]["repetition_penalty"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     check_config(cfg)
     with pytest.raises(ValueError, match=r"\(corpus_mix differ\)"):
         check_config(dataclasses.replace(cfg, corpus_mix=0.5, corpus_dir="elsewhere"))
+    contempt = dataclasses.replace(cfg.search, repetition_penalty=0.1)
+    with pytest.raises(ValueError, match=r"\(search differ\)"):
+        check_config(dataclasses.replace(cfg, search=contempt))
 
 
 @pytest.mark.slow

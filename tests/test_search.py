@@ -182,3 +182,36 @@ def test_config_is_checked() -> None:
         SearchConfig(value_scale=0.0)
     with pytest.raises(ValueError, match=r"search\.value_rescale must be true or false"):
         SearchConfig(value_rescale=1)  # type: ignore[arg-type]
+
+
+def test_repetition_penalty_is_contempt_for_the_mover_who_repeats() -> None:
+    """Black to move can complete a threefold repetition (Nf6-g8): with a uniform network every
+    move is worth 0 and the improved policy is flat; with a penalty the repeating move's
+    reward is -penalty for Black, and the policy target all but drops it."""
+    from mcts import env
+    from mcts.search import search
+
+    board = chess.Board()
+    for uci in ["g1f3", "g8f6", "f3g1", "f6g8", "g1f3", "g8f6", "f3g1"]:
+        board.push_uci(uci)
+    repeat = move_to_action(chess.Move.from_uci("f6g8"), board.turn)
+    state = env.from_boards([board])
+    child, reward = env.step(jax.tree.map(lambda x: x[0], state), jnp.int32(repeat))
+    assert env.REASONS[int(child.reason)] == "threefold_repetition" and float(reward) == 0.0
+    net, params = _uniform()
+    moves = np.asarray(state.moves[0])
+    slot, legal = int(np.flatnonzero(moves == repeat)[0]), moves < NUM_ACTIONS
+    target = {}
+    for penalty in (0.0, 0.5):
+        cfg = SearchConfig(
+            num_simulations=64,
+            max_num_considered_actions=32,
+            temperature=0.0,
+            repetition_penalty=penalty,
+        )
+        target[penalty] = np.asarray(search(net, params, state, jax.random.key(0), cfg).policy[0])
+    np.testing.assert_allclose(target[0.0][legal], 1 / legal.sum(), rtol=1e-5)
+    others = np.delete(target[0.5], slot)[np.delete(legal, slot)]
+    assert target[0.5][slot] < 0.01 * others.min()
+    with pytest.raises(ValueError, match=r"search\.repetition_penalty must be in \[0, 1\]"):
+        SearchConfig(repetition_penalty=-0.1)
